@@ -1,0 +1,258 @@
+"""What the TFLite and ONNX exporters share: input signatures, tracing and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class ExportError(ValueError):
+    """Raised when a model cannot be exported as asked; the message says what to change."""
+
+
+@dataclasses.dataclass
+class TensorInfo:
+    """One input or output of an exported artifact."""
+
+    name: str
+    shape: tuple  # -1 or None marks a dynamic axis
+    dtype: str
+    quantization: tuple | None = None  # (scale, zero_point) for quantized tensors
+
+    def __str__(self):
+        shape = "x".join("?" if d in (None, -1) else str(d) for d in self.shape) or "scalar"
+        quant = f" scale={self.quantization[0]:.4g} zero_point={self.quantization[1]}" if self.quantization else ""
+        return f"{self.name}: {self.dtype}[{shape}]{quant}"
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `to_tflite`, `to_onnx` and `inspect` return."""
+
+    path: Path
+    format: str  # "tflite" or "onnx"
+    size_bytes: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    operators: dict[str, int]  # operator name -> count
+    quantization: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def __str__(self):
+        lines = [
+            f"{self.format} artifact {self.path} ({self.size_bytes:,} bytes"
+            + (f", {self.quantization} quantization)" if self.quantization else ")"),
+            "inputs:",
+            *(f"  {t}" for t in self.inputs),
+            "outputs:",
+            *(f"  {t}" for t in self.outputs),
+            f"operators ({sum(self.operators.values())}): "
+            + ", ".join(f"{name} x{count}" for name, count in sorted(self.operators.items())),
+        ]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input signatures
+
+
+def _sanitize(name: str, index: int) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name or "")
+    if not name or not (name[0].isalpha()):
+        name = f"input_{index}" if not name else f"input_{name}"
+    return name
+
+
+def _check_built(model):
+    if not isinstance(model, keras.Model):
+        raise ExportError(f"Expected a keras.Model; got {type(model).__name__}.")
+    if not model.built:
+        raise ExportError(
+            f"Model {model.name!r} is not built: call it on a batch of data or call "
+            "model.build(input_shape) before exporting."
+        )
+
+
+def input_specs(model, *, batch_size=None, input_signature=None) -> list[tf.TensorSpec]:
+    """The flat list of `tf.TensorSpec`s the exported function takes, in the model's input order.
+
+    Functional and Sequential models give their signature themselves; subclassed models give the shapes
+    they were built or called with. `input_signature` (specs or `(shape, dtype)` pairs, shapes with the
+    batch axis) overrides both; `batch_size` fixes the batch axis (None keeps it dynamic).
+    """
+    _check_built(model)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ExportError(f"batch_size must be a positive integer or None; got {batch_size!r}.")
+    if input_signature is not None:
+        raw = list(input_signature) if isinstance(input_signature, (list, tuple)) else [input_signature]
+        specs = []
+        for i, item in enumerate(raw):
+            if isinstance(item, tf.TensorSpec):
+                specs.append(item)
+            elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], (tuple, list)):
+                specs.append(tf.TensorSpec(tuple(item[0]), tf.as_dtype(item[1])))
+            else:
+                raise ExportError(
+                    f"input_signature[{i}] must be a tf.TensorSpec or a (shape, dtype) pair; got {item!r}."
+                )
+    else:
+        specs = _model_specs(model)
+    result = []
+    for i, spec in enumerate(specs):
+        shape = list(spec.shape)
+        if not shape:
+            raise ExportError(f"Input {i} of {model.name!r} is a scalar; inputs need a batch axis.")
+        if batch_size is not None:
+            shape[0] = batch_size
+        result.append(tf.TensorSpec(shape, spec.dtype, name=_sanitize(spec.name or "", i)))
+    names = [s.name for s in result]
+    if len(set(names)) != len(names):
+        result = [tf.TensorSpec(s.shape, s.dtype, name=f"{s.name}_{i}") for i, s in enumerate(result)]
+    return result
+
+
+def _model_specs(model):
+    if getattr(model, "_is_graph_network", False) or isinstance(model, keras.Sequential):
+        if isinstance(model, keras.Sequential) and not model.inputs:
+            raise ExportError(f"Sequential model {model.name!r} has no input shape; build it first.")
+        return [
+            tf.TensorSpec(tuple(t.shape), tf.as_dtype(t.dtype), name=t.name) for t in keras.tree.flatten(model.inputs)
+        ]
+    from keras.src.export.export_utils import get_input_signature
+
+    try:
+        signature = get_input_signature(model)
+    except Exception as error:  # Keras raises several types here
+        raise ExportError(
+            f"Cannot infer the inputs of subclassed model {model.name!r} ({error}). Pass "
+            "input_signature=[tf.TensorSpec(shape, dtype), ...]."
+        ) from error
+    flat = keras.tree.flatten(signature)
+    specs = []
+    for i, spec in enumerate(flat):
+        specs.append(tf.TensorSpec(tuple(spec.shape), tf.as_dtype(spec.dtype), name=getattr(spec, "name", None) or f"input_{i}"))
+    return specs
+
+
+def output_names(model, count: int) -> list[str]:
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != count:
+        names = [f"output_{i}" for i in range(count)]
+    return names
+
+
+# --------------------------------------------------------------------------------------------------
+# Tracing
+
+
+def _recurrent_layers(model):
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
+
+
+@contextlib.contextmanager
+def unrolled_recurrent_layers(model):
+    """Temporarily unrolls every Keras RNN layer of `model` and turns cuDNN kernels off.
+
+    An unrolled LSTM/GRU/SimpleRNN is a fixed chain of matmuls and activations: it converts to builtin
+    TFLite ops and plain ONNX ops with frozen weights, where the default `while` loop over resource
+    variables or TensorLists does not run on edge runtimes. The price is a fixed sequence length.
+    """
+    saved = []
+    for layer in _recurrent_layers(model):
+        saved.append((layer, layer.unroll, getattr(layer, "use_cudnn", None)))
+        layer.unroll = True
+        if hasattr(layer, "use_cudnn"):
+            layer.use_cudnn = False
+    try:
+        yield [layer for layer, _, _ in saved]
+    finally:
+        for layer, unroll, use_cudnn in saved:
+            layer.unroll = unroll
+            if use_cudnn is not None:
+                layer.use_cudnn = use_cudnn
+
+
+def _pack_inputs(model, flat):
+    struct = getattr(model, "_inputs_struct", None)
+    if struct is not None and getattr(model, "_is_graph_network", False):
+        return keras.tree.pack_sequence_as(struct, list(flat))
+    return flat[0] if len(flat) == 1 else list(flat)
+
+
+def serving_function(model, specs):
+    """A `tf.function` over `specs` returning the model's outputs as a flat tuple (inference mode)."""
+
+    @tf.autograph.experimental.do_not_convert
+    def serve(*args):
+        outputs = model(_pack_inputs(model, args), training=False)
+        return tuple(keras.tree.flatten(outputs))
+
+    return tf.function(serve, input_signature=specs, autograph=False)
+
+
+def trace(model, specs):
+    """Traces `model` (recurrent layers unrolled) and returns the concrete function and layer names."""
+    with unrolled_recurrent_layers(model) as recurrent:
+        fn = serving_function(model, specs)
+        try:
+            concrete = fn.get_concrete_function()
+        except ValueError as error:
+            if recurrent and "unroll" in str(error).lower():
+                raise ExportError(
+                    f"Recurrent layers {[l.name for l in recurrent]} need a fixed sequence length to "
+                    "export as builtin ops; build the model with a fixed time axis or pass "
+                    "input_signature with one."
+                ) from error
+            raise
+    return fn, concrete, [l.name for l in recurrent]
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+
+
+def check_destination(path) -> Path:
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise ExportError(f"Export path {str(path)!r} is a directory; give a file name.")
+    if not path.parent.exists():
+        raise ExportError(f"Folder {str(path.parent)!r} for export path {str(path)!r} does not exist.")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path):
+    """Yields a temporary path beside `path`; moves it into place only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def as_input_list(model_or_names, inputs, count: int) -> list[np.ndarray]:
+    """Normalizes user inputs (array, list, tuple or dict by input name) to a list of arrays."""
+    if isinstance(inputs, dict):
+        names = model_or_names
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise ExportError(f"inputs is missing {missing}; expected keys {names}.")
+        inputs = [inputs[n] for n in names]
+    elif not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    if len(inputs) != count:
+        raise ExportError(f"The model takes {count} input(s); got {len(inputs)}.")
+    return [np.asarray(x) for x in inputs]

@@ -1,0 +1,107 @@
+"""Keras model -> ONNX through tf2onnx, recurrent layers unrolled, checked by onnxruntime."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from pathlib import Path
+
+from export._common import (
+    ExportError,
+    ExportReport,
+    TensorInfo,
+    atomic_write,
+    check_destination,
+    input_specs,
+    output_names,
+    unrolled_recurrent_layers,
+    serving_function,
+)
+
+DEFAULT_OPSET = 17
+
+
+def _supported_opsets() -> range:
+    """Opsets both tf2onnx (the converter) and the installed onnx (the checker) know."""
+    import onnx
+    from tf2onnx import constants
+
+    return range(9, min(max(constants.OPSET_TO_IR_VERSION), onnx.defs.onnx_opset_version()) + 1)
+
+
+def _dims(value_info):
+    dims = []
+    for d in value_info.type.tensor_type.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else -1)
+    return tuple(dims)
+
+
+def describe_onnx(model_proto, path: Path | None = None, size: int | None = None) -> ExportReport:
+    """Reads inputs, outputs and operators from an ONNX `ModelProto`."""
+    from onnx import helper
+
+    def info(value_info):
+        dtype = helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
+        return TensorInfo(value_info.name, _dims(value_info), str(dtype))
+
+    initializer_names = {i.name for i in model_proto.graph.initializer}
+    counts = collections.Counter(node.op_type for node in model_proto.graph.node)
+    return ExportReport(
+        path=path,
+        format="onnx",
+        size_bytes=size if size is not None else model_proto.ByteSize(),
+        inputs=[info(v) for v in model_proto.graph.input if v.name not in initializer_names],
+        outputs=[info(v) for v in model_proto.graph.output],
+        operators=dict(counts),
+    )
+
+
+def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = None, input_signature=None) -> ExportReport:
+    """Exports `model` to an ONNX file and checks that onnxruntime loads it.
+
+    Args:
+        model: a built Keras model (functional, Sequential or subclassed, any inputs and outputs).
+        path: the `.onnx` file to write, atomically.
+        opset: the ONNX opset; `None` for 17, which current runtimes (onnxruntime, TensorRT, OpenVINO)
+            all support.
+        batch_size: fix the batch axis; `None` keeps it dynamic.
+        input_signature: override the inputs (list of `tf.TensorSpec` or `(shape, dtype)` pairs).
+
+    Returns:
+        An `ExportReport`.
+    """
+    import onnx
+    import onnxruntime
+    import tf2onnx
+
+    opset = DEFAULT_OPSET if opset is None else opset
+    supported = _supported_opsets()
+    if not isinstance(opset, int) or opset not in supported:
+        raise ExportError(
+            f"opset={opset!r} is not supported; tf2onnx and onnxruntime here support opsets "
+            f"{supported.start} to {supported.stop - 1}."
+        )
+    path = check_destination(path)
+    specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    with unrolled_recurrent_layers(model) as recurrent:
+        fn = serving_function(model, specs)
+        try:
+            model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset)
+        except Exception as error:
+            raise ExportError(f"ONNX conversion of {model.name!r} failed: {error}") from error
+    content = model_proto.SerializeToString()
+    try:
+        onnx.checker.check_model(model_proto)
+        onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise ExportError(f"The ONNX graph of {model.name!r} does not load in onnxruntime: {error}") from error
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(content)
+    report = describe_onnx(model_proto, path, len(content))
+    report.notes.append(f"opset {opset}")
+    for tensor, name in zip(report.outputs, output_names(model, len(report.outputs))):
+        tensor.name = f"{tensor.name} ({name})"
+    if recurrent:
+        report.notes.append(f"recurrent layers unrolled over a fixed sequence length: {[l.name for l in recurrent]}")
+    return report

@@ -1,0 +1,231 @@
+"""Keras model -> TFLite flatbuffer with builtin ops, optional quantization."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from export._common import (
+    ExportError,
+    ExportReport,
+    TensorInfo,
+    atomic_write,
+    check_destination,
+    input_specs,
+    output_names,
+    trace,
+)
+
+QUANTIZATIONS = (None, "dynamic", "float16", "int8")
+
+_BUILTIN_NAMES = {
+    value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")
+}
+_TENSOR_TYPES = {
+    value: name.lower() for name, value in vars(schema.TensorType).items() if not name.startswith("_")
+}
+
+
+class FlexOpsError(ExportError):
+    """The model needs TensorFlow (Flex) or custom ops that edge runtimes do not have."""
+
+    def __init__(self, ops: dict[str, list[str]]):
+        self.ops = ops
+        detail = "; ".join(f"{op} (from {', '.join(layers) or 'unknown layers'})" for op, layers in sorted(ops.items()))
+        super().__init__(
+            f"Conversion to builtin TFLite ops failed; these ops need Flex (SELECT_TF_OPS) or custom "
+            f"kernels: {detail}. Replace those layers, or pass allow_select_tf_ops=True to accept a file "
+            "that needs the Flex delegate (it will not run in the plain LiteRT runtime)."
+        )
+
+
+def _operator_name(code) -> str:
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        custom = code.customCode
+        return custom.decode() if isinstance(custom, bytes) else str(custom)
+    return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def describe_tflite(content: bytes, path: Path | None = None, quantization=None) -> ExportReport:
+    """Reads inputs, outputs and operators from a TFLite flatbuffer without running it."""
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+        subgraph = model.subgraphs[0]
+    except Exception as error:
+        raise ExportError(f"{path or 'content'} is not a valid TFLite file ({error}).") from error
+
+    def info(index):
+        tensor = subgraph.tensors[index]
+        shape = tensor.shapeSignature if tensor.shapeSignature is not None else tensor.shape
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+        quant = None
+        q = tensor.quantization
+        if q is not None and q.scale is not None and len(q.scale) == 1 and q.zeroPoint is not None:
+            quant = (float(q.scale[0]), int(q.zeroPoint[0]))
+        return TensorInfo(name, tuple(int(d) for d in (shape if shape is not None else [])), _TENSOR_TYPES[tensor.type], quant)
+
+    counts = collections.Counter()
+    for graph in model.subgraphs:
+        for op in graph.operators or []:
+            counts[_operator_name(model.operatorCodes[op.opcodeIndex])] += 1
+    return ExportReport(
+        path=path,
+        format="tflite",
+        size_bytes=len(content),
+        inputs=[info(i) for i in subgraph.inputs],
+        outputs=[info(i) for i in subgraph.outputs],
+        operators=dict(counts),
+        quantization=quantization,
+    )
+
+
+def _representative_dataset(data, specs):
+    """Turns arrays, a list of arrays (one per input) or a callable into the converter's generator."""
+    if callable(data):
+        return data
+    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    if len(arrays) != len(specs):
+        raise ExportError(
+            f"representative_data must hold one array per model input ({len(specs)}); got {len(arrays)}."
+        )
+    arrays = [np.asarray(a) for a in arrays]
+    count = len(arrays[0])
+    if count == 0 or any(len(a) != count for a in arrays):
+        raise ExportError("representative_data arrays must be non-empty and of equal length.")
+    for a, spec in zip(arrays, specs):
+        if not np.all(np.isfinite(a.astype(np.float64))):
+            raise ExportError(f"representative_data for input {spec.name!r} contains NaN or infinity.")
+    batch = specs[0].shape[0] or 1
+
+    def generator():
+        for start in range(0, count - batch + 1, batch):
+            yield [a[start : start + batch].astype(spec.dtype.as_numpy_dtype) for a, spec in zip(arrays, specs)]
+
+    return generator
+
+
+def _configure(converter, quantization, representative_data, specs, int8_io, allow_select_tf_ops):
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization in ("dynamic", "float16", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        converter.representative_dataset = _representative_dataset(representative_data, specs)
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    if allow_select_tf_ops:
+        ops = ops + [tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = ops
+
+
+def _graph_node_names(concrete):
+    """(op type, node or function name) for every node, function bodies included."""
+    graph_def = concrete.graph.as_graph_def()
+    pairs = [(node.op, node.name) for node in graph_def.node]
+    for function in graph_def.library.function:
+        pairs += [(node.op, function.signature.name + "/" + node.name) for node in function.node_def]
+    return pairs
+
+
+def _locate_layers(op_type, pairs, layer_names):
+    layers = set()
+    for node_op, node_name in pairs:
+        if node_op != op_type:
+            continue
+        matches = [n for n in layer_names if re.search(rf"(^|[/_]){re.escape(n)}([/_]|$)", node_name)]
+        if matches:
+            layers.add(max(matches, key=len))
+    return sorted(layers)
+
+
+def _flex_ops(frozen, specs, quantization, representative_data, int8_io, model):
+    """Converts once more with SELECT_TF_OPS to learn which ops the builtin set lacks, and their layers."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    _configure(converter, quantization, representative_data, specs, int8_io, True)
+    converter.allow_custom_ops = True
+    try:
+        content = converter.convert()
+    except Exception:
+        return None
+    report = describe_tflite(content)
+    unsupported = [op for op in report.operators if op.startswith("Flex") or op not in _BUILTIN_NAMES.values()]
+    pairs = _graph_node_names(frozen)
+    layer_names = [layer.name for layer in model._flatten_layers(include_self=False)]
+    return {op: _locate_layers(op[4:] if op.startswith("Flex") else op, pairs, layer_names) for op in unsupported}
+
+
+def to_tflite(
+    model,
+    path,
+    *,
+    quantization: str | None = None,
+    representative_data=None,
+    batch_size: int | None = None,
+    input_signature=None,
+    int8_io: bool = False,
+    allow_select_tf_ops: bool = False,
+) -> ExportReport:
+    """Exports `model` to a TFLite file that runs in the LiteRT interpreter.
+
+    Args:
+        model: a built Keras model: functional, Sequential or subclassed; any number of inputs and
+            outputs; float or integer inputs.
+        path: the `.tflite` file to write. Written atomically: a failed export leaves nothing there.
+        quantization: `None` (float32), `"dynamic"` (int8 weights, float activations), `"float16"`
+            (float16 weights) or `"int8"` (full-integer; needs `representative_data`).
+        representative_data: calibration inputs for `"int8"`: an array (or one array per input) of
+            samples, or a callable yielding lists of input batches.
+        batch_size: fix the batch axis; `None` keeps it dynamic (resize the interpreter's input).
+        input_signature: override the inputs: a list of `tf.TensorSpec` or `(shape, dtype)` pairs.
+        int8_io: with `"int8"`, make the file's inputs and outputs int8 too (else they stay float32).
+        allow_select_tf_ops: accept TensorFlow (Flex) ops that the builtin set lacks. Off by default:
+            such files do not run in the plain LiteRT runtime or on most edge targets.
+
+    Returns:
+        An `ExportReport` with the path, size, inputs, outputs and operator counts.
+
+    Raises:
+        ExportError: bad arguments, an unbuilt model, or a missing destination folder.
+        FlexOpsError: builtin ops cannot express the model; the message names the ops and layers.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"quantization must be one of {QUANTIZATIONS}; got quantization={quantization!r}.")
+    if quantization == "int8" and representative_data is None:
+        raise ExportError('quantization="int8" needs representative_data: a few hundred typical inputs.')
+    if int8_io and quantization != "int8":
+        raise ExportError('int8_io=True needs quantization="int8".')
+    path = check_destination(path)
+    specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
+    _, concrete, recurrent = trace(model, specs)
+    frozen = convert_variables_to_constants_v2(concrete)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    _configure(converter, quantization, representative_data, specs, int8_io, allow_select_tf_ops)
+    try:
+        content = converter.convert()
+    except Exception as error:
+        if allow_select_tf_ops:
+            raise ExportError(f"TFLite conversion of {model.name!r} failed: {error}") from error
+        ops = _flex_ops(frozen, specs, quantization, representative_data, int8_io, model)
+        if ops:
+            raise FlexOpsError(ops) from error
+        raise ExportError(f"TFLite conversion of {model.name!r} failed: {error}") from error
+    report = describe_tflite(content, path, quantization)
+    names = output_names(model, len(report.outputs))
+    for tensor, name in zip(report.outputs, names):
+        tensor.name = name
+    if recurrent:
+        report.notes.append(f"recurrent layers unrolled over a fixed sequence length: {recurrent}")
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(content)
+    return report

@@ -1,0 +1,35 @@
+"""keras-models: every classic family of models in Keras, ready for TFLite and ONNX.
+
+    >>> import keras_models
+    >>> model = keras_models.build("mlp", input_shape=(64,), num_classes=10)
+    >>> keras_models.list_models()
+"""
+
+import os as _os
+
+# TensorFlow's C++ start-up chatter (CUDA probes on CPU machines) hides real messages from users.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_models.registry import ModelInfo, build, get_model_info, list_models, register_model
+from keras_models.training import (
+    XLACompileError,
+    assert_xla_compiled,
+    compile_model,
+    default_jit_compile,
+    xla_step_report,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelInfo",
+    "XLACompileError",
+    "assert_xla_compiled",
+    "build",
+    "compile_model",
+    "default_jit_compile",
+    "get_model_info",
+    "list_models",
+    "register_model",
+    "xla_step_report",
+]

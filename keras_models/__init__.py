@@ -21,6 +21,13 @@ from keras_models.training import (
 
 __version__ = "0.1.0"
 
+# Import every family now, so that each of our classes is registered with Keras and
+# `keras.saving.load_model(path)` works after a plain `import keras_models`.
+from keras_models.registry import _load_families as _load
+
+_load()
+del _load
+
 __all__ = [
     "ModelInfo",
     "XLACompileError",

@@ -16,7 +16,6 @@ from typing import Callable
 # cheap and a family that fails to import names itself in the error instead of breaking every import.
 _FAMILY_MODULES = (
     "keras_models.dense",
-    "keras_models.recurrent",
     "keras_models.statistical",
     "keras_models.cnn",
     "keras_models.gan",

@@ -1,0 +1,144 @@
+"""The `keras-models` command: tour, export, inspect, list."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _load_calibration(path: str):
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: calibration file {str(path)!r} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise SystemExit(f"error: cannot read calibration file {str(path)!r}: {error}") from error
+    if hasattr(data, "files"):  # .npz: one array per model input, in file order
+        return [data[name] for name in data.files]
+    return data
+
+
+def _cmd_export(args):
+    import keras
+
+    import export
+    import keras_models  # noqa: F401  (registers every keras-models class for safe loading)
+
+    if not (args.tflite or args.onnx):
+        raise SystemExit("error: give --tflite OUT.tflite and/or --onnx OUT.onnx")
+    source = Path(args.model)
+    if not source.is_file():
+        raise SystemExit(f"error: model file {str(source)!r} does not exist")
+    try:
+        model = keras.saving.load_model(source)
+    except Exception as error:
+        raise SystemExit(f"error: cannot load {str(source)!r} as a Keras model: {error}") from error
+    calibration = _load_calibration(args.calibration) if args.calibration else None
+    try:
+        if args.tflite:
+            report = export.to_tflite(
+                model,
+                args.tflite,
+                quantization=args.quantize,
+                representative_data=calibration,
+                batch_size=args.batch_size,
+                int8_io=args.int8_io,
+            )
+            print(report)
+            if calibration is not None:
+                print(export.verify(model, args.tflite, _first_samples(calibration)))
+        if args.onnx:
+            report = export.to_onnx(model, args.onnx, opset=args.opset, batch_size=args.batch_size)
+            print(report)
+            if calibration is not None:
+                print(export.verify(model, args.onnx, _first_samples(calibration)))
+    except export.ExportError as error:
+        raise SystemExit(f"error: {error}") from error
+
+
+def _first_samples(calibration, count=8):
+    if isinstance(calibration, list):
+        return [c[:count] for c in calibration]
+    return calibration[:count]
+
+
+def _cmd_inspect(args):
+    import export
+
+    try:
+        print(export.inspect(args.artifact))
+    except export.ExportError as error:
+        raise SystemExit(f"error: {error}") from error
+
+
+def _cmd_list(args):
+    import keras_models
+
+    try:
+        infos = keras_models.list_models(family=args.family)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
+    print(f"{'name':<18} {'family':<12} description")
+    for info in infos:
+        print(info)
+
+
+def _cmd_tour(args):
+    from export.tour import run_tour
+
+    results = run_tour(
+        output_dir=Path(args.output),
+        families=args.families or None,
+        verbose=not args.quiet,
+    )
+    return 0 if all(r.error is None for r in results) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-models",
+        description="Build, train and ship classic model families as TFLite and ONNX.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tour = commands.add_parser("tour", help="train, export and verify one small model per family")
+    tour.add_argument("--output", default="tour_output", help="folder for the exported files")
+    tour.add_argument("--families", nargs="*", help="only these families")
+    tour.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    tour.set_defaults(func=_cmd_tour)
+
+    exp = commands.add_parser("export", help="export a saved .keras model to TFLite and/or ONNX")
+    exp.add_argument("model", help="the .keras file")
+    exp.add_argument("--tflite", help="the .tflite file to write")
+    exp.add_argument("--onnx", help="the .onnx file to write")
+    exp.add_argument("--quantize", choices=["dynamic", "float16", "int8"], help="TFLite quantization")
+    exp.add_argument("--calibration", help=".npy (or .npz, one array per input) of representative inputs")
+    exp.add_argument("--int8-io", action="store_true", help="int8 inputs and outputs with --quantize int8")
+    exp.add_argument("--opset", type=int, help="ONNX opset (default 17)")
+    exp.add_argument("--batch-size", type=int, help="fix the batch axis (default: dynamic)")
+    exp.set_defaults(func=_cmd_export)
+
+    insp = commands.add_parser("inspect", help="show inputs, outputs, operators and size of an artifact")
+    insp.add_argument("artifact", help="a .tflite or .onnx file")
+    insp.set_defaults(func=_cmd_inspect)
+
+    lst = commands.add_parser("list", help="list the models keras_models.build knows")
+    lst.add_argument("--family", help="only this family")
+    lst.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import warnings
 from typing import Callable
 
 # Family modules imported lazily the first time the registry is read, so `import keras_models` stays
@@ -37,6 +38,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+_FAILED_FAMILIES: dict[str, str] = {}  # module -> the error that stopped its import
 _loaded = False
 
 
@@ -71,11 +73,16 @@ def _load_families():
     for module in _FAMILY_MODULES:
         try:
             importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            # A family that has not been written yet is simply absent; a family whose own imports
-            # fail is a real error and must surface.
-            if error.name != module:
-                raise
+        except Exception as error:  # noqa: BLE001 - one broken family must not take the others down
+            if isinstance(error, ModuleNotFoundError) and error.name == module:
+                continue  # a family not installed in this build is simply absent
+            _FAILED_FAMILIES[module] = f"{type(error).__name__}: {error}"
+            warnings.warn(
+                f"keras_models family {module} failed to import and is unavailable: "
+                f"{_FAILED_FAMILIES[module]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def list_models(family: str | None = None) -> list[ModelInfo]:
@@ -103,6 +110,8 @@ def get_model_info(name: str) -> ModelInfo:
     if info is None:
         close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=5, cutoff=0.5)
         hint = f" Closest names: {', '.join(close)}." if close else ""
+        if _FAILED_FAMILIES:
+            hint += f" Families that failed to import: {sorted(_FAILED_FAMILIES)}."
         raise ValueError(
             f"Unknown model name {name!r}.{hint} Call keras_models.list_models() for all "
             f"{len(_REGISTRY)} names."

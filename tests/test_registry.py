@@ -6,6 +6,13 @@ import keras_models
 from keras_models.registry import register_model
 
 
+def test_every_family_imports_cleanly():
+    from keras_models import registry
+
+    keras_models.list_models()
+    assert registry._FAILED_FAMILIES == {}
+
+
 def test_build_returns_registered_model():
     model = keras_models.build("mlp", input_shape=(12,), num_classes=4)
     assert isinstance(model, keras.Model)

@@ -16,9 +16,57 @@ from export._common import (
     output_names,
     unrolled_recurrent_layers,
     serving_function,
+    undefined_time_axis_error,
 )
 
 DEFAULT_OPSET = 17
+
+
+_HANDLERS_REGISTERED = False
+
+
+def _register_missing_handlers():
+    """Teaches tf2onnx the TensorFlow ops Keras emits that it lacks.
+
+    `Erfc` comes from Keras' exact GELU (`keras.activations.gelu(x, approximate=False)`, the default of
+    `activation="gelu"`), used by every transformer feed-forward block; tf2onnx 1.17 has no handler
+    for it. ONNX has `Erf` from opset 9, and erfc(x) = 1 - erf(x) loses nothing that matters in float32
+    for GELU: where erfc is tiny, GELU multiplies it by 0.5 * x and the absolute error stays near 1e-7.
+    """
+    global _HANDLERS_REGISTERED
+    if _HANDLERS_REGISTERED:
+        return
+    import numpy as np
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class _Erfc:  # noqa: F841 - registered by the decorator
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name(node.name + "_one"), np.array(1, dtype=dtype))
+            erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=node.name, name="erf")
+            output, shapes, dtypes = node.output[0], node.output_shapes, node.output_dtypes
+            ctx.remove_node(node.name)
+            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=[output], name=node.name,
+                          shapes=shapes, dtypes=dtypes)
+
+    @tf_op("Expm1")
+    class _Expm1:  # noqa: F841 - registered by the decorator
+        """expm1(x) = exp(x) - 1, from Keras' CELU and ELU-like activations; absolute error ~1e-7."""
+
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name(node.name + "_one"), np.array(1, dtype=dtype))
+            exp = ctx.make_node("Exp", [node.input[0]], op_name_scope=node.name, name="exp")
+            output, shapes, dtypes = node.output[0], node.output_shapes, node.output_dtypes
+            ctx.remove_node(node.name)
+            ctx.make_node("Sub", [exp.output[0], one.output[0]], outputs=[output], name=node.name,
+                          shapes=shapes, dtypes=dtypes)
+
+    _HANDLERS_REGISTERED = True
 
 
 def _supported_opsets() -> range:
@@ -84,11 +132,15 @@ def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = N
     path = check_destination(path)
     specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    _register_missing_handlers()
     with unrolled_recurrent_layers(model) as recurrent:
         fn = serving_function(model, specs)
         try:
             model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset)
         except Exception as error:
+            clear = undefined_time_axis_error(recurrent, error)
+            if clear is not None:
+                raise clear from error
             raise ExportError(f"ONNX conversion of {model.name!r} failed: {error}") from error
     content = model_proto.SerializeToString()
     try:

@@ -56,6 +56,11 @@ def _operator_name(code) -> str:
 
 def describe_tflite(content: bytes, path: Path | None = None, quantization=None) -> ExportReport:
     """Reads inputs, outputs and operators from a TFLite flatbuffer without running it."""
+    if bytes(content[4:8]) != b"TFL3":
+        raise ExportError(
+            f"{path or 'content'} is not a valid TFLite file: {len(content)} bytes without the TFL3 "
+            "flatbuffer identifier (truncated, corrupt, or another format)."
+        )
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
         subgraph = model.subgraphs[0]
@@ -101,6 +106,13 @@ def _representative_dataset(data, specs):
     if count == 0 or any(len(a) != count for a in arrays):
         raise ExportError("representative_data arrays must be non-empty and of equal length.")
     for a, spec in zip(arrays, specs):
+        expected = tuple(spec.shape)[1:]
+        if a.ndim != len(expected) + 1 or any(e is not None and e != d for e, d in zip(expected, a.shape[1:])):
+            wanted = "x".join("?" if e is None else str(e) for e in (None, *expected))
+            raise ExportError(
+                f"representative_data for input {spec.name!r} has shape {a.shape}; the model takes {wanted} "
+                "(samples first)."
+            )
         if not np.all(np.isfinite(a.astype(np.float64))):
             raise ExportError(f"representative_data for input {spec.name!r} contains NaN or infinity.")
     batch = specs[0].shape[0] or 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from export._common import ExportError, as_input_list
+from export._common import ExportError, as_input_list, is_functional
 
 
 @dataclasses.dataclass
@@ -37,12 +37,23 @@ def _interpreter(path: Path):
         raise ExportError(f"{path} does not load in the LiteRT interpreter: {error}") from error
 
 
+def _check_shapes(path, names, shapes, arrays):
+    """Rank and fixed non-batch axes of each input must match the file; the batch axis may differ."""
+    for name, shape, array in zip(names, shapes, arrays):
+        shape = tuple(None if d in (None, -1) or not isinstance(d, (int, np.integer)) else int(d) for d in shape)
+        fixed = [(i, d) for i, d in enumerate(shape) if d is not None and i > 0]
+        if array.ndim != len(shape) or any(array.shape[i] != d for i, d in fixed):
+            wanted = "x".join("?" if i == 0 or d is None else str(d) for i, d in enumerate(shape))
+            raise ExportError(f"Input {name!r} of {path} takes shape {wanted}; got an array of shape {array.shape}.")
+
+
 def run_tflite(path, inputs) -> list[np.ndarray]:
     """Runs a TFLite file in the LiteRT interpreter; float inputs are quantized for int8 files."""
     path = Path(path)
     interpreter = _interpreter(path)
     details = interpreter.get_input_details()
     arrays = as_input_list([d["name"] for d in details], inputs, len(details))
+    _check_shapes(path, [d["name"] for d in details], [d["shape_signature"] for d in details], arrays)
     for detail, array in zip(details, arrays):
         if tuple(detail["shape"]) != array.shape:
             interpreter.resize_tensor_input(detail["index"], array.shape)
@@ -79,6 +90,7 @@ def run_onnx(path, inputs) -> list[np.ndarray]:
         raise ExportError(f"{path} does not load in onnxruntime: {error}") from error
     feeds = session.get_inputs()
     arrays = as_input_list([f.name.split(":")[0] for f in feeds], inputs, len(feeds))
+    _check_shapes(path, [f.name for f in feeds], [f.shape for f in feeds], arrays)
     type_map = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
                 "tensor(double)": np.float64, "tensor(float16)": np.float16, "tensor(bool)": np.bool_,
                 "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
@@ -104,7 +116,7 @@ def keras_outputs(model, inputs) -> list[np.ndarray]:
     names = [t.name for t in keras.tree.flatten(struct)] if struct is not None else []
     count = len(names) if names else (len(inputs) if isinstance(inputs, (list, tuple)) else 1)
     arrays = as_input_list(names, inputs, count)
-    if struct is not None and getattr(model, "_is_graph_network", False):
+    if struct is not None and is_functional(model):
         packed = keras.tree.pack_sequence_as(struct, arrays)
     else:
         packed = arrays[0] if len(arrays) == 1 else arrays
@@ -141,8 +153,14 @@ def verify(model, path, inputs) -> VerifyResult:
     Returns:
         A `VerifyResult` with the maximum absolute and relative differences over all outputs.
     """
-    expected = keras_outputs(model, inputs)
+    flat = list(inputs.values()) if isinstance(inputs, dict) else inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    for index, array in enumerate(flat):
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise ExportError(f"inputs[{index}] contains NaN or infinity; differences would be meaningless.")
+    # The artifact runs first: its own shape and count checks give the clearest message.
     actual = run_artifact(path, inputs)
+    expected = keras_outputs(model, inputs)
     per_output = compare(expected, actual)
     return VerifyResult(
         path=Path(path),
@@ -169,6 +187,8 @@ def inspect(path):
 
         try:
             proto = onnx.load_from_string(content)
+            # An empty or foreign byte string can parse as an empty ModelProto; the checker refuses it.
+            onnx.checker.check_model(proto)
         except Exception as error:
             raise ExportError(f"{path} is not a valid ONNX file ({error}).") from error
         return describe_onnx(proto, path, len(content))

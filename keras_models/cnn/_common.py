@@ -1,0 +1,133 @@
+"""What every convolutional builder shares: argument checks, the top, feature pooling and compiling.
+
+Every public builder of the family has the signature
+
+    builder(input_shape, num_classes, head, include_top, pooling, name, compile, jit_compile, ...)
+
+and ends with `finish_model`, so heads, feature extraction and the XLA policy behave the same way for
+LeNet-5 and for ResNet-152.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_models.dense import _HEADS, classifier_head, head_loss
+from keras_models.training import compile_model
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_common(input_shape, num_classes, head, include_top, pooling, name, *, rank=3, min_size=1):
+    """Validates the arguments every builder shares and returns `input_shape` as a tuple.
+
+    Args:
+        rank: the number of axes of one sample (3 for images `(height, width, channels)`, 4 for clips
+            `(frames, height, width, channels)`, 1 for token sequences).
+        min_size: the smallest spatial size (height, width, frames) the architecture can reduce without
+            running out of pixels.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string; got name={name!r}.")
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(f"input_shape must be a tuple of {rank} integers; got input_shape={input_shape!r}.")
+    if len(shape) != rank or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(
+            f"input_shape must be a tuple of {rank} positive integers for {name!r}; got input_shape={input_shape!r}."
+        )
+    spatial = shape if rank == 1 else shape[:-1]
+    if any(d < min_size for d in spatial):
+        raise ValueError(
+            f"input_shape={input_shape!r} is too small for {name!r}: every spatial axis must be at least "
+            f"{min_size}."
+        )
+    if head not in _HEADS:
+        raise ValueError(f"head must be one of {_HEADS}; got head={head!r}.")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
+    if head == "softmax" and num_classes == 1 and include_top:
+        raise ValueError(
+            "num_classes=1 with head='softmax' always predicts 1.0; use head='sigmoid' for a binary classifier."
+        )
+    if include_top not in (True, False):
+        raise ValueError(f"include_top must be True or False; got include_top={include_top!r}.")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got pooling={pooling!r}.")
+    return shape
+
+
+def check_width(width_multiplier):
+    if not isinstance(width_multiplier, (int, float)) or isinstance(width_multiplier, bool) or not width_multiplier > 0:
+        raise ValueError(f"width_multiplier must be a positive number; got width_multiplier={width_multiplier!r}.")
+
+
+def scaled(filters: int, width_multiplier: float) -> int:
+    """`filters` scaled by `width_multiplier`, at least 1 (1.0 keeps the published width)."""
+    return max(1, int(round(filters * width_multiplier)))
+
+
+def global_pool(x, pooling, name):
+    """Global average or max pooling over every axis but batch and channels; `None` keeps the map."""
+    rank = len(x.shape) - 2
+    layers = {
+        ("avg", 1): keras.layers.GlobalAveragePooling1D,
+        ("avg", 2): keras.layers.GlobalAveragePooling2D,
+        ("avg", 3): keras.layers.GlobalAveragePooling3D,
+        ("max", 1): keras.layers.GlobalMaxPooling1D,
+        ("max", 2): keras.layers.GlobalMaxPooling2D,
+        ("max", 3): keras.layers.GlobalMaxPooling3D,
+    }
+    if pooling is None:
+        return x
+    return layers[(pooling, rank)](name=f"{name}_{pooling}_pool")(x)
+
+
+def finish_model(
+    inputs,
+    features,
+    *,
+    top,
+    num_classes,
+    head,
+    include_top,
+    pooling,
+    name,
+    compile,
+    jit_compile,
+):
+    """Adds the classifier (or the feature pooling), builds the model and compiles it.
+
+    Args:
+        inputs: the `keras.Input`.
+        features: the last feature map of the backbone.
+        top: `fn(features) -> tensor` mapping the feature map to the vector the classifier reads
+            (global pooling for ResNet, flatten and two dense layers for VGG).
+        include_top: `True` for `top` + `classifier_head`; `False` for `global_pool(features, pooling)`.
+        compile: compile with the head's loss through `keras_models.compile_model(family="cnn")`.
+        jit_compile: `None` for the library's default, or `True`/`False`.
+    """
+    if include_top:
+        outputs = classifier_head(top(features), num_classes, head, name)
+    else:
+        outputs = global_pool(features, pooling, name)
+    model = keras.Model(inputs, outputs, name=name)
+    if compile:
+        if include_top:
+            loss, metrics = head_loss(head, num_classes)
+        else:
+            loss, metrics = None, None  # a feature extractor is compiled by whoever adds a head
+        compile_model(model, loss=loss, metrics=metrics, jit_compile=jit_compile, family="cnn")
+    return model
+
+
+def conv_bn(x, filters, kernel_size, *, strides=1, padding="same", activation="relu", use_bias=False,
+            scale=True, epsilon=1e-3, name):
+    """Conv2D, batch normalisation and an activation, named `name + "_conv" / "_bn" / "_relu"`."""
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+                            name=name + "_conv")(x)
+    x = keras.layers.BatchNormalization(axis=-1, scale=scale, epsilon=epsilon, name=name + "_bn")(x)
+    if activation:
+        x = keras.layers.Activation(activation, name=name + "_" + activation)(x)
+    return x

@@ -1,0 +1,553 @@
+"""The layers GAN generators and discriminators are made of, beyond Keras' own.
+
+Every layer here runs inside an XLA-compiled training step and exports to builtin TFLite ops and plain
+ONNX ops: randomness only in training, state updates only in training, fixed buffers at inference.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_PACKAGE = "keras_models"
+
+
+def _l2_normalize(x, eps=1e-12):
+    return x / ops.sqrt(ops.sum(ops.square(x)) + eps)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SpectralNorm(keras.layers.Wrapper):
+    """Spectral normalization of a `Dense`, `Conv2D` or `Embedding` layer's kernel.
+
+    The kernel is divided by its largest singular value, estimated by power iteration with a persistent
+    vector `u` that takes one step per training call (Miyato et al., 2018, "Spectral Normalization for
+    Generative Adversarial Networks"). At inference `u` is read, never updated, so the layer is a pure
+    function of its weights and exports as one.
+
+    Args:
+        layer: the `keras.layers.Dense`, `keras.layers.Conv2D` or `keras.layers.Embedding` to wrap.
+        power_iterations: power-iteration steps per training call (1 in the paper).
+        epsilon: added under square roots.
+    """
+
+    _SUPPORTED = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Embedding)
+
+    def __init__(self, layer, power_iterations: int = 1, epsilon: float = 1e-12, **kwargs):
+        if not isinstance(layer, self._SUPPORTED):
+            raise ValueError(
+                "SpectralNorm wraps Dense, Conv2D or Embedding layers; got "
+                f"layer={type(layer).__name__}."
+            )
+        if not isinstance(power_iterations, int) or power_iterations < 1:
+            raise ValueError(f"power_iterations must be a positive integer; got {power_iterations!r}.")
+        super().__init__(layer, **kwargs)
+        self.power_iterations = power_iterations
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        kernel = self._kernel()
+        # The matrix is (fan_in, units): rows index inputs, columns outputs.
+        rows = int(kernel.shape[-1]) if not isinstance(self.layer, keras.layers.Embedding) else int(kernel.shape[0])
+        self.vector_u = self.add_weight(
+            shape=(1, rows),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False,
+            name="vector_u",
+        )
+        self.built = True
+
+    def _kernel(self):
+        if isinstance(self.layer, keras.layers.Embedding):
+            return self.layer.embeddings
+        return self.layer.kernel
+
+    def _matrix(self, kernel):
+        # (out, fan_in): the top singular vector u lives in the output space.
+        if isinstance(self.layer, keras.layers.Embedding):
+            return kernel  # (vocabulary, dim)
+        return ops.transpose(ops.reshape(kernel, (-1, kernel.shape[-1])))
+
+    def normalized_kernel(self, training=False):
+        """The kernel divided by its spectral norm; updates `u` when `training`."""
+        kernel = self._kernel()
+        matrix = self._matrix(kernel)  # (out, fan_in)
+        u = ops.convert_to_tensor(self.vector_u)
+        if training:
+            for _ in range(self.power_iterations):
+                v = _l2_normalize(ops.matmul(u, matrix), self.epsilon)  # (1, fan_in)
+                u = _l2_normalize(ops.matmul(v, ops.transpose(matrix)), self.epsilon)  # (1, out)
+        u = ops.stop_gradient(u)
+        v = ops.stop_gradient(_l2_normalize(ops.matmul(u, matrix), self.epsilon))
+        sigma = ops.sum(ops.matmul(u, matrix) * v)
+        if training:
+            self.vector_u.assign(u)
+        return kernel / sigma
+
+    def call(self, inputs, training=False):
+        kernel = self.normalized_kernel(training=bool(training))
+        layer = self.layer
+        if isinstance(layer, keras.layers.Embedding):
+            return ops.take(kernel, ops.cast(inputs, "int32"), axis=0)
+        if isinstance(layer, keras.layers.Dense):
+            outputs = ops.matmul(inputs, kernel)
+        else:
+            outputs = ops.conv(
+                inputs,
+                kernel,
+                strides=layer.strides,
+                padding=layer.padding,
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
+            )
+        if layer.use_bias:
+            outputs = outputs + layer.bias
+        if layer.activation is not None:
+            outputs = layer.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"power_iterations": self.power_iterations, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class InstanceNormalization(keras.layers.Layer):
+    """Per-sample, per-channel normalization over the spatial axes (Ulyanov et al., 2016), with scale
+    and offset. Used by CycleGAN's generators and pix2pix-style discriminators."""
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be positive; got epsilon={epsilon!r}.")
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, inputs):
+        mean = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        variance = ops.mean(ops.square(inputs - mean), axis=(1, 2), keepdims=True)
+        return (inputs - mean) * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConditionalBatchNormalization(keras.layers.Layer):
+    """Batch normalization whose scale and offset are linear functions of a conditioning vector.
+
+    `call([x, condition])`: `BN(x) * (1 + gamma(condition)) + beta(condition)`, with `condition` a class
+    embedding (optionally concatenated with a latent chunk, as in BigGAN; de Vries et al., 2017; Brock et
+    al., 2019). The batch statistics are Keras' `BatchNormalization` (moving averages at inference).
+
+    Args:
+        momentum, epsilon: of the batch normalization.
+        use_spectral_norm: spectrally normalize the two projections (BigGAN does).
+    """
+
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-4, use_spectral_norm: bool = False, **kwargs):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1); got momentum={momentum!r}.")
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.use_spectral_norm = use_spectral_norm
+        self.batch_norm = keras.layers.BatchNormalization(
+            momentum=momentum, epsilon=epsilon, center=False, scale=False, name="batch_norm"
+        )
+
+    def build(self, input_shape):
+        x_shape, condition_shape = input_shape
+        channels = int(x_shape[-1])
+        gamma = keras.layers.Dense(channels, kernel_initializer="zeros", use_bias=False, name="gamma")
+        beta = keras.layers.Dense(channels, kernel_initializer="zeros", use_bias=False, name="beta")
+        if self.use_spectral_norm:
+            # A zero kernel has no spectrum; start from small random weights instead.
+            gamma = keras.layers.Dense(channels, use_bias=False, kernel_initializer="orthogonal", name="gamma")
+            beta = keras.layers.Dense(channels, use_bias=False, kernel_initializer="orthogonal", name="beta")
+            gamma, beta = SpectralNorm(gamma, name="gamma_sn"), SpectralNorm(beta, name="beta_sn")
+        self.gamma, self.beta = gamma, beta
+        self.batch_norm.build(x_shape)
+        self.gamma.build(condition_shape)
+        self.beta.build(condition_shape)
+
+    def call(self, inputs, training=False):
+        x, condition = inputs
+        normalized = self.batch_norm(x, training=training)
+        gamma = self.gamma(condition, training=training)[:, None, None, :]  # (batch, 1, 1, channels)
+        beta = self.beta(condition, training=training)[:, None, None, :]
+        return normalized * (1.0 + gamma) + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "use_spectral_norm": self.use_spectral_norm,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SelfAttention2D(keras.layers.Layer):
+    """Self-attention over the positions of a feature map (Zhang et al., 2019, "Self-Attention
+    Generative Adversarial Networks").
+
+    `x + gamma * attention(x)`, with 1x1 query/key projections to `channels // reduction` channels, a
+    1x1 value projection and a learned `gamma` starting at 0, so a fresh layer is the identity.
+
+    Args:
+        reduction: the channel reduction of queries and keys (8 in the paper).
+        use_spectral_norm: spectrally normalize the projections (SAGAN and BigGAN do).
+    """
+
+    def __init__(self, reduction: int = 8, use_spectral_norm: bool = True, **kwargs):
+        if not isinstance(reduction, int) or reduction < 1:
+            raise ValueError(f"reduction must be a positive integer; got reduction={reduction!r}.")
+        super().__init__(**kwargs)
+        self.reduction = reduction
+        self.use_spectral_norm = use_spectral_norm
+
+    def _projection(self, filters, name):
+        conv = keras.layers.Conv2D(filters, 1, use_bias=False, name=name)
+        return SpectralNorm(conv, name=name + "_sn") if self.use_spectral_norm else conv
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        inner = max(1, channels // self.reduction)
+        self.query = self._projection(inner, "query")
+        self.key = self._projection(inner, "key")
+        self.value = self._projection(channels, "value")
+        for projection in (self.query, self.key, self.value):
+            projection.build(input_shape)
+        self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
+
+    def call(self, inputs, training=False):
+        height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+        positions = height * width
+        query = ops.reshape(self.query(inputs, training=training), (-1, positions, self.query.compute_output_shape(inputs.shape)[-1]))
+        key = ops.reshape(self.key(inputs, training=training), (-1, positions, query.shape[-1]))
+        value = ops.reshape(self.value(inputs, training=training), (-1, positions, channels))
+        attention = ops.softmax(ops.matmul(query, ops.transpose(key, (0, 2, 1))), axis=-1)  # (b, hw, hw)
+        attended = ops.reshape(ops.matmul(attention, value), (-1, height, width, channels))
+        return inputs + self.gamma * attended
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction, "use_spectral_norm": self.use_spectral_norm}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ModulatedConv2D(keras.layers.Layer):
+    """StyleGAN2's modulated convolution with weight demodulation (Karras et al., 2020, "Analyzing and
+    Improving the Image Quality of StyleGAN").
+
+    `call([x, w])`: an affine map of the intermediate latent `w` gives a per-sample style `s` (one scale
+    per input channel, bias initialised to 1). The paper's per-sample kernel `W * s` followed by
+    demodulation `1 / sqrt(sum (W * s)^2)` is computed in its equivalent batched form: scale the input
+    channels by `s`, convolve with the shared kernel, scale each output channel by the per-sample
+    demodulation factor. This keeps one shared kernel, which TFLite and ONNX run as a plain convolution.
+
+    Args:
+        filters: output channels.
+        kernel_size: the square kernel size.
+        demodulate: apply demodulation (off for the toRGB layers).
+        use_bias: add a per-channel bias after demodulation.
+        epsilon: added under the demodulation square root.
+    """
+
+    def __init__(
+        self, filters: int, kernel_size: int = 3, demodulate: bool = True, use_bias: bool = True, epsilon: float = 1e-8, **kwargs
+    ):
+        if not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"filters must be a positive integer; got filters={filters!r}.")
+        if not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive integer; got kernel_size={kernel_size!r}.")
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.demodulate = demodulate
+        self.use_bias = use_bias
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        x_shape, w_shape = input_shape
+        channels = int(x_shape[-1])
+        self.kernel = self.add_weight(
+            shape=(self.kernel_size, self.kernel_size, channels, self.filters),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="kernel",
+        )
+        # Equalized learning rate: weights drawn from N(0, 1) and scaled at run time by He's constant.
+        self.weight_gain = 1.0 / float(self.kernel_size * self.kernel_size * channels) ** 0.5
+        self.affine = keras.layers.Dense(channels, bias_initializer="ones", name="affine")
+        self.affine.build(w_shape)
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias") if self.use_bias else None
+
+    def call(self, inputs):
+        x, w = inputs
+        style = self.affine(w)  # (batch, in_channels)
+        kernel = self.kernel * self.weight_gain  # (k, k, in, out)
+        outputs = ops.conv(x * style[:, None, None, :], kernel, padding="same")  # (batch, h, w, out)
+        if self.demodulate:
+            # sum over (k, k, in) of (kernel * style)^2 = style^2 @ sum_k kernel^2: (batch, out)
+            energy = ops.matmul(ops.square(style), ops.sum(ops.square(kernel), axis=(0, 1)))
+            outputs = outputs * ops.rsqrt(energy + self.epsilon)[:, None, None, :]
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0][:-1], self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "demodulate": self.demodulate,
+            "use_bias": self.use_bias,
+            "epsilon": self.epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NoiseInjection(keras.layers.Layer):
+    """StyleGAN's per-layer noise: adds single-channel Gaussian noise scaled by a learned per-channel
+    strength (initialised to 0).
+
+    Training draws fresh noise from a `keras.random.SeedGenerator`; inference uses a fixed noise map
+    stored with the layer (StyleGAN2's "const" noise mode), so a generator is a deterministic function
+    of its latent and exports with equal outputs.
+
+    Args:
+        seed: seed of the noise.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        height, width, channels = int(input_shape[1]), int(input_shape[2]), int(input_shape[3])
+        self.strength = self.add_weight(shape=(channels,), initializer="zeros", name="strength")
+        self.const_noise = self.add_weight(
+            shape=(1, height, width, 1),
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.seed),
+            trainable=False,
+            name="const_noise",
+        )
+
+    def call(self, inputs, training=False):
+        if training:
+            shape = ops.shape(inputs)
+            noise = keras.random.normal((shape[0], shape[1], shape[2], 1), seed=self.seed_generator)
+        else:
+            noise = self.const_noise
+        return inputs + noise * self.strength
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MinibatchStdDev(keras.layers.Layer):
+    """Appends the average standard deviation of features across groups of the batch as one channel
+    (Karras et al., 2018, "Progressive Growing of GANs"). Lets the discriminator see sample diversity.
+
+    Args:
+        group_size: samples per group; the batch must be divisible by it (1 uses the whole batch).
+        epsilon: added under the square root.
+    """
+
+    def __init__(self, group_size: int = 4, epsilon: float = 1e-8, **kwargs):
+        if not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size must be a positive integer; got group_size={group_size!r}.")
+        super().__init__(**kwargs)
+        self.group_size = group_size
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        batch = shape[0]
+        group = ops.minimum(self.group_size, batch)
+        # Fall back to the whole batch when it does not divide into groups.
+        group = ops.where(ops.equal(batch % group, 0), group, batch)
+        grouped = ops.reshape(inputs, (group, -1, shape[1], shape[2], shape[3]))  # (g, b/g, h, w, c)
+        std = ops.sqrt(ops.var(grouped, axis=0) + self.epsilon)  # (b/g, h, w, c)
+        std = ops.mean(std, axis=(1, 2, 3))  # (b/g,)
+        std = ops.tile(std, (group,))[:, None, None, None]  # (b, 1, 1, 1)
+        feature = ops.ones_like(inputs[..., :1]) * std
+        return ops.concatenate([inputs, feature], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PixelShuffle(keras.layers.Layer):
+    """Sub-pixel convolution's rearrangement (Shi et al., 2016): `(b, h, w, c * r^2)` to
+    `(b, h * r, w * r, c)`. TensorFlow's `depth_to_space`, a builtin TFLite and ONNX op.
+
+    Args:
+        scale: the upsampling factor `r`.
+    """
+
+    def __init__(self, scale: int = 2, **kwargs):
+        if not isinstance(scale, int) or scale < 2:
+            raise ValueError(f"scale must be an integer >= 2; got scale={scale!r}.")
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(inputs, self.scale)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        r = self.scale
+        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PixelNormalization(keras.layers.Layer):
+    """Normalizes each latent vector to unit average square (Karras et al., 2018); StyleGAN's input to
+    the mapping network."""
+
+    def __init__(self, epsilon: float = 1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        return inputs * ops.rsqrt(ops.mean(ops.square(inputs), axis=-1, keepdims=True) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LearnedConstant(keras.layers.Layer):
+    """StyleGAN's learned constant input: ignores its input's values and returns a `(batch, h, w, c)`
+    tensor of learned values, the batch taken from the input.
+
+    Args:
+        shape: `(height, width, channels)` of the constant.
+    """
+
+    def __init__(self, shape=(4, 4, 32), **kwargs):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"shape must be (height, width, channels) of positive sizes; got shape={shape!r}.")
+        super().__init__(**kwargs)
+        self.shape = shape
+
+    def build(self, input_shape):
+        self.constant = self.add_weight(
+            shape=(1, *self.shape), initializer=keras.initializers.RandomNormal(stddev=1.0), name="constant"
+        )
+
+    def call(self, inputs):
+        # zeros of the right batch size, so the batch axis stays dynamic in exported graphs
+        batch_zeros = ops.zeros_like(inputs[:, :1])[:, :, None, None]  # (batch, 1, 1, 1)
+        return batch_zeros + self.constant
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.shape)
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.shape)}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StyleBroadcast(keras.layers.Layer):
+    """Repeats an intermediate latent `w` `(batch, w_dim)` into one style per synthesis layer
+    `(batch, num_ws, w_dim)`."""
+
+    def __init__(self, num_ws: int, **kwargs):
+        if not isinstance(num_ws, int) or num_ws < 1:
+            raise ValueError(f"num_ws must be a positive integer; got num_ws={num_ws!r}.")
+        super().__init__(**kwargs)
+        self.num_ws = num_ws
+
+    def call(self, inputs):
+        return ops.repeat(inputs[:, None, :], self.num_ws, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_ws, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_ws": self.num_ws}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SelectStyle(keras.layers.Layer):
+    """Takes style `index` from `(batch, num_ws, w_dim)`: the latent one synthesis layer sees."""
+
+    def __init__(self, index: int, **kwargs):
+        if not isinstance(index, int) or index < 0:
+            raise ValueError(f"index must be a non-negative integer; got index={index!r}.")
+        super().__init__(**kwargs)
+        self.index = index
+
+    def call(self, inputs):
+        return inputs[:, self.index, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ProjectionScore(keras.layers.Layer):
+    """The projection discriminator's class term (Miyato & Koyama, 2018): `sum(embed(y) * features)`,
+    added to the unconditional score. Inputs `[features (batch, d), labels (batch,)]`, output `(batch, 1)`.
+
+    Args:
+        num_classes: number of labels.
+        use_spectral_norm: spectrally normalize the class embedding (BigGAN does).
+    """
+
+    def __init__(self, num_classes: int, use_spectral_norm: bool = True, **kwargs):
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.use_spectral_norm = use_spectral_norm
+
+    def build(self, input_shape):
+        features_shape, _ = input_shape
+        embedding = keras.layers.Embedding(self.num_classes, int(features_shape[-1]), name="embedding")
+        self.embedding = SpectralNorm(embedding, name="embedding_sn") if self.use_spectral_norm else embedding
+        self.embedding.build((None,))
+
+    def call(self, inputs, training=False):
+        features, labels = inputs
+        class_vectors = self.embedding(ops.cast(labels, "int32"), training=training)  # (batch, d)
+        return ops.sum(class_vectors * features, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "use_spectral_norm": self.use_spectral_norm}

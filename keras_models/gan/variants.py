@@ -1,0 +1,359 @@
+"""The registered GAN variants: one generic builder, per-variant settings as data.
+
+    >>> gan = keras_models.build("dcgan", image_shape=(8, 8, 1), latent_dim=32)
+    >>> gan.fit(images, epochs=10)
+    >>> gan.generate(16, seed=0).shape
+    (16, 8, 8, 1)
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_models.gan import networks
+from keras_models.gan.base import GAN
+from keras_models.gan.models import SRGAN, CycleGAN, InfoGAN, Pix2Pix, StyleGAN
+from keras_models.registry import register_model
+
+
+def _adam(learning_rate, beta_1=0.5, beta_2=0.999):
+    return {"class_name": "Adam", "config": {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2}}
+
+
+def _rmsprop(learning_rate):
+    return {"class_name": "RMSprop", "config": {"learning_rate": learning_rate}}
+
+
+# What each variant is, as data. `conditional`: "never", "optional" (num_classes makes it
+# conditional) or "required". `model`: the options of the GAN class. `optimizers`: (discriminator,
+# generator) configs; different learning rates are TTUR.
+CONFIGS = {
+    "gan": {
+        "description": "GAN with dense networks, non-saturating loss (Goodfellow et al., 2014)",
+        "paper": "Goodfellow et al., 2014, Generative Adversarial Nets",
+        "conditional": "optional",
+        "width": 128,
+        "latent_dim": 32,
+        "model": {"loss": "non_saturating"},
+        "optimizers": (_adam(2e-4), _adam(2e-4)),
+    },
+    "dcgan": {
+        "description": "Deep convolutional GAN (Radford et al., 2016)",
+        "paper": "Radford et al., 2016, Unsupervised Representation Learning with Deep Convolutional GANs",
+        "conditional": "optional",
+        "width": 32,
+        "latent_dim": 32,
+        "model": {"loss": "non_saturating"},
+        "optimizers": (_adam(2e-4), _adam(2e-4)),
+    },
+    "cgan": {
+        "description": "Class-conditional DCGAN: label embedding into G and D (Mirza & Osindero, 2014)",
+        "paper": "Mirza & Osindero, 2014, Conditional Generative Adversarial Nets",
+        "conditional": "required",
+        "width": 32,
+        "latent_dim": 32,
+        "model": {"loss": "non_saturating"},
+        "optimizers": (_adam(2e-4), _adam(2e-4)),
+    },
+    "infogan": {
+        "description": "InfoGAN: categorical and continuous codes, mutual-information term (Chen et al., 2016)",
+        "paper": "Chen et al., 2016, InfoGAN: Interpretable Representation Learning by Information Maximizing GANs",
+        "conditional": "codes",
+        "width": 32,
+        "latent_dim": 32,
+        "model": {"loss": "non_saturating", "num_continuous": 2, "info_weight": 1.0, "continuous_weight": 0.5},
+        "optimizers": (_adam(2e-4), _adam(1e-3)),
+    },
+    "lsgan": {
+        "description": "Least-squares GAN on DCGAN networks (Mao et al., 2017)",
+        "paper": "Mao et al., 2017, Least Squares Generative Adversarial Networks",
+        "conditional": "optional",
+        "width": 32,
+        "latent_dim": 32,
+        "model": {"loss": "least_squares"},
+        "optimizers": (_adam(2e-4), _adam(2e-4)),
+    },
+    "wgan": {
+        "description": "Wasserstein GAN with weight clipping, RMSprop, 5 critic steps (Arjovsky et al., 2017)",
+        "paper": "Arjovsky et al., 2017, Wasserstein GAN",
+        "conditional": "optional",
+        "width": 32,
+        "latent_dim": 32,
+        "critic_norm": None,
+        "model": {"loss": "wasserstein", "clip_value": 0.01, "n_critic": 5},
+        "optimizers": (_rmsprop(5e-5), _rmsprop(5e-5)),
+    },
+    "wgan_gp": {
+        "description": "Wasserstein GAN with gradient penalty, layer-norm critic (Gulrajani et al., 2017)",
+        "paper": "Gulrajani et al., 2017, Improved Training of Wasserstein GANs",
+        "conditional": "optional",
+        "width": 32,
+        "latent_dim": 32,
+        "critic_norm": "layer",
+        "model": {"loss": "wasserstein", "gradient_penalty_weight": 10.0, "n_critic": 5},
+        "optimizers": (_adam(1e-4, 0.0, 0.9), _adam(1e-4, 0.0, 0.9)),
+    },
+    "pix2pix": {
+        "description": "pix2pix: U-Net generator, PatchGAN, L1 (Isola et al., 2017)",
+        "paper": "Isola et al., 2017, Image-to-Image Translation with Conditional Adversarial Networks",
+        "conditional": "never",
+        "width": 32,
+        "latent_dim": None,
+        "model": {"loss": "non_saturating", "l1_weight": 100.0},
+        "optimizers": (_adam(2e-4), _adam(2e-4)),
+    },
+    "cyclegan": {
+        "description": "CycleGAN: two ResNet generators, two PatchGANs, cycle + identity (Zhu et al., 2017)",
+        "paper": "Zhu et al., 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
+        "conditional": "never",
+        "width": 16,
+        "latent_dim": None,
+        "model": {"loss": "least_squares", "cycle_weight": 10.0, "identity_weight": 0.5},
+        "optimizers": (_adam(2e-4), _adam(2e-4)),
+    },
+    "srgan": {
+        "description": "SRGAN: SRResNet with sub-pixel upsampling, content + adversarial loss (Ledig et al., 2017)",
+        "paper": "Ledig et al., 2017, Photo-Realistic Single Image Super-Resolution Using a GAN",
+        "conditional": "never",
+        "width": 32,
+        "latent_dim": None,
+        "model": {"loss": "non_saturating", "content_weight": 1.0, "pixel_weight": 1.0, "adversarial_weight": 1e-3},
+        "optimizers": (_adam(1e-4, 0.9), _adam(1e-4, 0.9)),
+    },
+    "stylegan": {
+        "description": "Small StyleGAN: mapping net, modulated convs, noise, style mixing (Karras et al., 2019/2020)",
+        "paper": "Karras et al., 2019, A Style-Based Generator Architecture for GANs; 2020, StyleGAN2",
+        "conditional": "never",
+        "width": 16,
+        "latent_dim": 32,
+        "model": {"loss": "non_saturating", "r1_weight": 1.0, "style_mixing": 0.9},
+        "optimizers": (_adam(1e-3, 0.0, 0.99), _adam(1e-3, 0.0, 0.99)),
+    },
+    "biggan": {
+        "description": "Small BigGAN: conditional BN, self-attention, hinge, spectral norm (Brock et al., 2019)",
+        "paper": "Brock et al., 2019, Large Scale GAN Training for High Fidelity Natural Image Synthesis",
+        "conditional": "required",
+        "width": 16,
+        "latent_dim": 32,
+        "model": {"loss": "hinge", "n_critic": 2},
+        "optimizers": (_adam(4e-4, 0.0, 0.999), _adam(1e-4, 0.0, 0.999)),
+    },
+}
+
+# Options of the GAN classes a builder accepts as keyword arguments.
+_COMMON_OPTIONS = {
+    "loss", "n_critic", "clip_value", "gradient_penalty_weight", "r1_weight", "label_smoothing",
+    "instance_noise", "instance_noise_steps", "seed",
+}
+_VARIANT_OPTIONS = {
+    "infogan": {"num_continuous", "info_weight", "continuous_weight"},
+    "pix2pix": {"l1_weight"},
+    "cyclegan": {"cycle_weight", "identity_weight", "num_blocks"},
+    "srgan": {"content_model", "content_weight", "pixel_weight", "adversarial_weight", "scale", "num_blocks"},
+    "stylegan": {"style_mixing", "w_avg_decay", "w_dim", "mapping_layers"},
+    "wgan": {"critic_norm"},
+    "wgan_gp": {"critic_norm"},
+}
+_BUILD_ONLY = {"num_blocks", "scale", "w_dim", "mapping_layers", "critic_norm"}
+
+
+def _networks(variant, image_shape, num_classes, latent_dim, width, pixel_range, options):
+    """The keyword arguments (networks) of the variant's model class."""
+    shared = {"pixel_range": pixel_range}
+    if variant == "gan":
+        return {
+            "generator": networks.dense_generator(image_shape, latent_dim, num_classes, width, **shared),
+            "discriminator": networks.dense_discriminator(image_shape, num_classes, width, **shared),
+        }
+    if variant in ("dcgan", "cgan", "lsgan", "wgan", "wgan_gp"):
+        norm = options.get("critic_norm", CONFIGS[variant].get("critic_norm", "batch"))
+        return {
+            "generator": networks.dcgan_generator(image_shape, latent_dim, num_classes, width, **shared),
+            "discriminator": networks.dcgan_discriminator(image_shape, num_classes, width, norm=norm, **shared),
+        }
+    if variant == "infogan":
+        num_continuous = options.get("num_continuous", CONFIGS[variant]["model"]["num_continuous"])
+        return {
+            "generator": networks.infogan_generator(image_shape, latent_dim, num_classes, num_continuous, width, **shared),
+            "discriminator": networks.infogan_discriminator(image_shape, num_classes, num_continuous, width, **shared),
+        }
+    if variant == "pix2pix":
+        return {
+            "generator": networks.unet_generator(image_shape, image_shape[-1], width, **shared),
+            "discriminator": networks.patch_discriminator(image_shape, width, "batch", paired=True, **shared),
+        }
+    if variant == "cyclegan":
+        blocks = options.get("num_blocks", 3)
+        return {
+            "generator": networks.resnet_generator(image_shape, width, blocks, name="generator_ab", **shared),
+            "generator_ba": networks.resnet_generator(image_shape, width, blocks, name="generator_ba", **shared),
+            "discriminator": networks.patch_discriminator(image_shape, width, "instance", False, name="discriminator_b", **shared),
+            "discriminator_a": networks.patch_discriminator(image_shape, width, "instance", False, name="discriminator_a", **shared),
+        }
+    if variant == "srgan":
+        scale = options.get("scale", 4)
+        if image_shape[0] % scale or image_shape[1] % scale:
+            raise ValueError(f"image_shape {tuple(image_shape)} (high resolution) must be divisible by scale={scale!r}.")
+        low_res = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
+        return {
+            "generator": networks.srresnet_generator(low_res, scale, width, options.get("num_blocks", 4), **shared),
+            "discriminator": networks.sr_discriminator(image_shape, width, **shared),
+        }
+    if variant == "stylegan":
+        w_dim = options.get("w_dim", 64)
+        return {
+            "mapping": networks.stylegan_mapping(latent_dim, w_dim, options.get("mapping_layers", 4)),
+            "synthesis": networks.stylegan_synthesis(image_shape, w_dim, width, **shared),
+            "discriminator": networks.stylegan_discriminator(image_shape, width, **shared),
+        }
+    if variant == "biggan":
+        return {
+            "generator": networks.biggan_generator(image_shape, latent_dim, num_classes, width, **shared),
+            "discriminator": networks.biggan_discriminator(image_shape, num_classes, width, **shared),
+        }
+    raise ValueError(f"Unknown GAN variant {variant!r}; known: {sorted(CONFIGS)}.")
+
+
+_CLASSES = {"infogan": InfoGAN, "pix2pix": Pix2Pix, "cyclegan": CycleGAN, "srgan": SRGAN, "stylegan": StyleGAN}
+
+
+def _check_image_shape(image_shape):
+    try:
+        shape = tuple(int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_shape must be (height, width, channels); got image_shape={image_shape!r}.") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be (height, width, channels) of positive sizes; got image_shape={image_shape!r}.")
+    if shape[0] != shape[1] or shape[0] < 4:
+        raise ValueError(f"image_shape must be square and at least 4x4; got image_shape={image_shape!r}.")
+    return shape
+
+
+def _gan(
+    variant,
+    image_shape=(8, 8, 1),
+    num_classes=None,
+    latent_dim=None,
+    width=None,
+    name=None,
+    pixel_range=(0.0, 1.0),
+    compile=True,
+    jit_compile=None,
+    d_optimizer=None,
+    g_optimizer=None,
+    d_learning_rate=None,
+    g_learning_rate=None,
+    **options,
+):
+    config = CONFIGS[variant]
+    image_shape = _check_image_shape(image_shape)
+    allowed = _COMMON_OPTIONS | _VARIANT_OPTIONS.get(variant, set())
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"Unknown option(s) {unknown} for {variant!r}; accepted: {sorted(allowed)}.")
+    conditional = config["conditional"]
+    if conditional in ("required", "codes") and num_classes is None:
+        num_classes = 10
+    if conditional == "never" and num_classes is not None:
+        raise ValueError(f"{variant} takes no classes; got num_classes={num_classes!r}.")
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+        raise ValueError(f"num_classes must be an integer >= 2; got num_classes={num_classes!r}.")
+    if config["latent_dim"] is None:
+        if latent_dim is not None:
+            raise ValueError(f"{variant} translates images and has no latent_dim; got latent_dim={latent_dim!r}.")
+    else:
+        latent_dim = config["latent_dim"] if latent_dim is None else latent_dim
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer; got latent_dim={latent_dim!r}.")
+    width = config["width"] if width is None else width
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer; got width={width!r}.")
+    pixel_range = tuple(float(v) for v in pixel_range)
+    if len(pixel_range) != 2 or not pixel_range[0] < pixel_range[1]:
+        raise ValueError(f"pixel_range must be (low, high) with low < high; got pixel_range={pixel_range!r}.")
+    model_options = {**config["model"], **{k: v for k, v in options.items() if k not in _BUILD_ONLY}}
+    nets = _networks(variant, image_shape, num_classes, latent_dim, width, pixel_range, options)
+    model_cls = _CLASSES.get(variant, GAN)
+    model = model_cls(
+        **nets,
+        latent_dim=latent_dim,
+        num_classes=num_classes,
+        pixel_range=pixel_range,
+        name=name or variant,
+        **model_options,
+    )
+    if compile:
+        d_default, g_default = config["optimizers"]
+        model.compile(
+            d_optimizer=d_optimizer or _optimizer(d_default, d_learning_rate),
+            g_optimizer=g_optimizer or _optimizer(g_default, g_learning_rate),
+            jit_compile=jit_compile,
+        )
+    return model
+
+
+def _optimizer(config, learning_rate):
+    config = {"class_name": config["class_name"], "config": dict(config["config"])}
+    if learning_rate is not None:
+        config["config"]["learning_rate"] = learning_rate
+    return keras.optimizers.deserialize(config)
+
+
+_DOC = """Builds {variant}: {description}.
+
+    Paper: {paper}.
+
+    Args:
+        image_shape: `(height, width, channels)` of the generated (target) images; square, sizes
+            that halve to 4 or an odd size (8, 16, 28, 32, ...).
+        num_classes: {classes}
+        latent_dim: the size of z{latent_default}.
+        width: base filter count (units for the dense GAN); default {width}.
+        name: the model name (default "{variant}").
+        pixel_range: `(low, high)` of the training images; the generator outputs this range.
+        compile: compile with the variant's optimizers and losses ({optimizers}).
+        jit_compile: XLA on/off; `None` for `keras_models.default_jit_compile("gan")`.
+        d_optimizer, g_optimizer: replace the default optimizers.
+        d_learning_rate, g_learning_rate: replace the default learning rates (TTUR).
+        **options: options of the model class ({options}).
+
+    Returns:
+        A compiled `{model_class}` ready for {fit}.
+    """
+
+_CLASS_TEXT = {
+    "optional": "`None` (unconditional, default) or the number of classes for a conditional model.",
+    "required": "the number of classes (default 10); the model is conditional on them.",
+    "codes": "values of the categorical code (default 10).",
+    "never": "must be `None`.",
+}
+_FIT_TEXT = {
+    "pix2pix": "`fit(source_images, target_images)`",
+    "cyclegan": "`fit(images_a, images_b)`",
+    "srgan": "`fit(low_res_images, high_res_images)`",
+}
+
+
+def _make_builder(variant):
+    config = CONFIGS[variant]
+
+    def builder(image_shape=(8, 8, 1) if variant != "srgan" else (32, 32, 1), num_classes=None, latent_dim=None, name=None, **kwargs):
+        return _gan(variant, image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim, name=name, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = variant
+    builder.__doc__ = _DOC.format(
+        variant=variant,
+        description=config["description"],
+        paper=config["paper"],
+        classes=_CLASS_TEXT[config["conditional"]],
+        latent_default="" if config["latent_dim"] is None else f" (default {config['latent_dim']})",
+        width=config["width"],
+        optimizers=", ".join(f"{o['class_name']}(lr={o['config']['learning_rate']})" for o in config["optimizers"]),
+        options=", ".join(sorted(_COMMON_OPTIONS | _VARIANT_OPTIONS.get(variant, set()))),
+        model_class=_CLASSES.get(variant, GAN).__name__,
+        fit=_FIT_TEXT.get(variant, "`fit(images)` or, conditional, `fit(images, labels)`"),
+    )
+    return register_model(variant, family="gan", description=config["description"])(builder)
+
+
+BUILDERS = {variant: _make_builder(variant) for variant in CONFIGS}

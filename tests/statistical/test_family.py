@@ -1,0 +1,37 @@
+"""The statistical family in the registry and the tour."""
+
+import numpy as np
+
+import keras_models
+from keras_models.statistical import LinearRegression, LogisticRegression, MultinomialLogisticRegression
+
+
+def test_builders_are_registered():
+    infos = {info.name: info for info in keras_models.list_models(family="statistical")}
+    assert set(infos) == {"linear_regression", "logistic_regression", "multinomial_logistic_regression"}
+    assert isinstance(keras_models.build("linear_regression", fit_intercept=False), LinearRegression)
+    assert keras_models.build("logistic_regression", max_iter=5).max_iter == 5
+    assert isinstance(keras_models.build("multinomial_logistic_regression"), MultinomialLogisticRegression)
+
+
+def test_tour_case_trains_and_exports(tmp_path):
+    import export
+    from keras_models.tour import tour_cases
+
+    [(family, name, case)] = tour_cases(["statistical"])
+    result = case(False)
+    assert (family, name, result.metric_name) == ("statistical", "logistic_regression", "accuracy")
+    assert result.metric > 0.88 and result.train_seconds < 60
+    assert result.model.output_shape == (None, 2) and result.parameters == 12
+    report = export.to_tflite(result.model, tmp_path / "tour.tflite")
+    assert export.verify(result.model, report.path, result.sample_inputs).max_abs < 1e-6
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = ("import time, sys; t = time.perf_counter(); import keras_models.statistical; "
+            "print(time.perf_counter() - t); print('statsmodels.formula.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[1] == "False"  # no formula engine or report code is loaded until used

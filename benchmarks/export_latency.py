@@ -185,12 +185,12 @@ def quantization_numbers(folder: Path):
 # Report
 
 
-def render(rows, quantization, test_count, repeats, threads):
-    today = datetime.date.today().isoformat()
+def render(rows, quantization, test_count, repeats, threads, date, load):
     lines = [
         "## Export: inference latency and quantization",
         "",
-        f"Command: `{COMMAND} --repeats {repeats}`. Machine: 2 CPU cores, no GPU. Date: {today}.",
+        f"Command: `{COMMAND} --repeats {repeats} --date {date}`. Machine: 2 CPU cores, no GPU. "
+        f"Date: {date}. Load average at start and end of the run: {load[0]:.1f} and {load[1]:.1f}.",
         f"TensorFlow {__import__('tensorflow').__version__}, Keras {keras.__version__}, "
         f"onnxruntime {__import__('onnxruntime').__version__}; LiteRT and onnxruntime run with "
         f"{threads} threads. Each number is the median over {repeats} rounds of the mean time of one "
@@ -234,12 +234,15 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=str(Path(__file__).parent / "sections" / "export.md"))
+    parser.add_argument("--date", default=datetime.date.today().isoformat(),
+                        help="the date written in the section (the day of the measurement)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
+        start_load = os.getloadavg()[0]
         rows = latency_rows(folder, args.repeats, args.threads)
         quantization, test_count = quantization_numbers(folder)
-    section = render(rows, quantization, test_count, args.repeats, args.threads)
+    section = render(rows, quantization, test_count, args.repeats, args.threads, args.date, (start_load, os.getloadavg()[0]))
     print(section)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

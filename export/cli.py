@@ -85,9 +85,11 @@ def _cmd_list(args):
         infos = keras_models.list_models(family=args.family)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from error
-    print(f"{'name':<18} {'family':<12} description")
+    name_width = max([len("name"), *(len(info.name) for info in infos)])
+    family_width = max([len("family"), *(len(info.family) for info in infos)])
+    print(f"{'name':<{name_width}}  {'family':<{family_width}}  description")
     for info in infos:
-        print(info)
+        print(f"{info.name:<{name_width}}  {info.family:<{family_width}}  {info.description}")
 
 
 def _cmd_tour(args):

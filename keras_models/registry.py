@@ -34,7 +34,7 @@ class ModelInfo:
     builder: Callable
 
     def __str__(self):
-        return f"{self.name:<18} {self.family:<12} {self.description}"
+        return f"{self.name} ({self.family}): {self.description}"
 
 
 _REGISTRY: dict[str, ModelInfo] = {}

@@ -89,7 +89,7 @@ def as_features(X, *, what="X", expected_names=None):
             array = array[:, None]
         if array.ndim != 2:
             raise ValueError(f"{what} must be 2-D (samples, features); got shape {array.shape}.")
-        values = array.astype(np.float64)
+        values = np.asarray(array, dtype=np.float64)
     if values.shape[0] == 0:
         raise ValueError(f"{what} has no rows.")
     if expected_names is not None and values.shape[1] != len(expected_names):

@@ -177,10 +177,3 @@ def dependent_columns(root, names, tol):
     null = vt[singular <= tol * singular[0]] if singular.size and singular[0] > 0 else vt
     involved = {names[j] for j in np.flatnonzero(np.max(np.abs(null), axis=0, initial=0.0) > 1e-6)}
     return [name for name in names if name in involved | zero]
-
-
-def collinear_columns(X, names, *, tol=None):
-    """Names of the columns of X that are linearly dependent (to working precision), or []."""
-    X = np.asarray(X, dtype=np.float64)
-    tol = max(X.shape) * _EPS * 16 if tol is None else tol
-    return dependent_columns(X, list(names), tol)

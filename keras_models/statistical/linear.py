@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.stats
 
 from keras_models.statistical import _design
-from keras_models.statistical._extended import RefinedQR, collinear_columns
+from keras_models.statistical._extended import RefinedQR, dependent_columns
 from keras_models.statistical.results import (
     SingularDesignError,
     StatisticalEstimator,
@@ -94,13 +94,14 @@ class LinearRegression(StatisticalEstimator):
                 raise ValueError(f"sample_weight must be positive; row {row} has {weights[row]!r}.")
         root = np.sqrt(weights)
         wX, wy = design.X * root[:, None], y * root  # whitened, as statsmodels' WLS
-        collinear = collinear_columns(wX, design.names)
+        qr = RefinedQR(wX)
+        # X D^-1 = Q R: R has the singular values of the scaled design, so rank is read from (p, p) R.
+        collinear = dependent_columns(qr.R, design.names, max(n, p) * 16 * np.finfo(float).eps)
         if collinear:
             raise SingularDesignError(
                 f"The design is singular: column(s) {collinear} are linearly dependent (or all zero), "
                 "so the coefficients are not identified. Drop one of them."
             )
-        qr = RefinedQR(wX)
         refine = self.refine if self.refine != "auto" else (n * p <= 2_000_000 or qr.cond > 1e4)
         beta, r_hi, r_lo = qr.lstsq(wy, refine=refine)
         sweeps = qr.iterations
@@ -126,7 +127,7 @@ class LinearRegression(StatisticalEstimator):
                + 0.5 * float(np.sum(np.log(weights))))
         names = design.names
         statistic, pvalues, _, _ = parameter_inference(beta, bse, df_resid=df_resid)
-        singular_values = np.linalg.svd(wX, compute_uv=False)
+        singular_values = np.linalg.svd(qr.R * qr.scale, compute_uv=False)  # those of wX
 
         self.design_ = design
         self.y_name_ = y_name
@@ -242,9 +243,10 @@ class LinearRegression(StatisticalEstimator):
             ("AIC:", [f"{self.aic_:#8.4g}"]),
             ("BIC:", [f"{self.bic_:#8.4g}"]),
         ]
-        if weighted:
-            self._title = "WLS Regression Results"
         return top_left, top_right
+
+    def _summary_title(self):
+        return "OLS Regression Results" if np.all(self.weights_ == 1.0) else "WLS Regression Results"
 
     def _extra_tables(self, shim):
         from statsmodels.iolib.summary import summary_top

@@ -204,7 +204,7 @@ class _LogitBase(StatisticalEstimator):
             raise SingularDesignError(f"The information matrix is singular at the estimate ({error}).") from error
         cov = (cov + cov.T) / 2.0
         bse = np.sqrt(np.diag(cov))
-        k_constant = 1 if (design.intercept_name or _design.constant_columns(design.X[:64])) else 0
+        k_constant = 1 if (design.intercept_name or _design.constant_columns(design.X)) else 0
         p = len(names)
         df_model = float((p - k_constant) * n_equations)
         df_resid = float(nobs - p * n_equations)

@@ -84,7 +84,7 @@ class StatisticalEstimator(BaseEstimator):
         shim = _ResultsShim(self, alpha)
         report = Summary()
         report.add_table_2cols(shim, gleft=top_left, gright=top_right, yname=self.y_name_, xname=names,
-                               title=self._title)
+                               title=self._summary_title())
         yname = list(self.params_.columns) if np.ndim(self.params_) == 2 else self.y_name_
         report.add_table_params(shim, yname=yname, xname=names, alpha=alpha, use_t=self._use_t)
         for table in self._extra_tables(shim):
@@ -94,6 +94,9 @@ class StatisticalEstimator(BaseEstimator):
             report.add_extra_txt(["Notes:", *notes])
         cache[alpha] = report
         return report
+
+    def _summary_title(self):
+        return self._title
 
     def _extra_tables(self, shim):
         return []

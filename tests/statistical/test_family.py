@@ -25,13 +25,3 @@ def test_tour_case_trains_and_exports(tmp_path):
     assert result.model.output_shape == (None, 2) and result.parameters == 12
     report = export.to_tflite(result.model, tmp_path / "tour.tflite")
     assert export.verify(result.model, report.path, result.sample_inputs).max_abs < 1e-6
-
-
-def test_import_is_light():
-    import subprocess
-    import sys
-
-    code = ("import time, sys; t = time.perf_counter(); import keras_models.statistical; "
-            "print(time.perf_counter() - t); print('statsmodels.formula.api' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1] == "False"  # no formula engine or report code is loaded until used

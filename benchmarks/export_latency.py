@@ -102,21 +102,26 @@ def onnx_runner(path, x, threads):
     return lambda: session.run(None, feed)
 
 
-def time_ms(run, repeats, min_seconds=0.2):
-    """Median over `repeats` rounds of the mean time of one call (ms); each round lasts >= min_seconds."""
-    run()
-    run()  # warm-up: tracing, allocation, caches
-    rounds = []
+def time_ms(runners: dict, repeats, min_seconds=0.2):
+    """Median (ms per call) of every runner, timed in interleaved rounds of at least `min_seconds` each.
+
+    Interleaving puts every runtime through the same moments of a shared machine's load.
+    """
+    for run in runners.values():
+        run()
+        run()  # warm-up: tracing, allocation, caches
+    rounds = {key: [] for key in runners}
     for _ in range(repeats):
-        calls, start = 0, time.perf_counter()
-        while True:
-            run()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        rounds.append(1000.0 * elapsed / calls)
-    return statistics.median(rounds)
+        for key, run in runners.items():
+            calls, start = 0, time.perf_counter()
+            while True:
+                run()
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_seconds:
+                    break
+            rounds[key].append(1000.0 * elapsed / calls)
+    return {key: statistics.median(values) for key, values in rounds.items()}
 
 
 def latency_rows(folder: Path, repeats: int, threads: int):
@@ -148,7 +153,7 @@ def latency_rows(folder: Path, repeats: int, threads: int):
                 difference = float(np.abs(np.asarray(out) - direct).max())
                 if difference > 1e-5:
                     raise RuntimeError(f"{label}: {key} differs from Keras by {difference}")
-            times = {key: time_ms(run, repeats) for key, run in runners.items()}
+            times = time_ms(runners, repeats)
             rows.append((label, batch, times))
             print(f"  {label:28s} batch {batch:3d}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in times.items()),
                   file=sys.stderr)
@@ -163,7 +168,7 @@ def quantization_numbers(folder: Path):
     keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = load_digits()
     model = _digits_cnn()
-    keras_models.compile_model(model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], family="cnn")
+    keras_models.compile_model(model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     model.fit(x_train, y_train, epochs=8, batch_size=32, verbose=0)
     reports = {
         "float32": export.to_tflite(model, folder / "digits.tflite"),
@@ -194,8 +199,9 @@ def render(rows, quantization, test_count, repeats, threads, date, load):
         f"TensorFlow {__import__('tensorflow').__version__}, Keras {keras.__version__}, "
         f"onnxruntime {__import__('onnxruntime').__version__}; LiteRT and onnxruntime run with "
         f"{threads} threads. Each number is the median over {repeats} rounds of the mean time of one "
-        "call, all runtimes timed in the same run on the same inputs; the float files were first "
-        "checked to agree with Keras to 1e-5.",
+        "call, all runtimes timed in interleaved rounds of the same run on the same inputs; the float "
+        "files were first checked to agree with Keras to 1e-5. int8 files take float input and output "
+        "(quantize and dequantize inside), calibrated on 128 random inputs.",
         "",
         "Milliseconds per batch (lower is better); `x` columns are the speed-up over a direct "
         "`model(x)` call.",

@@ -499,6 +499,21 @@ class GAN(keras.Model):
             "seed": self.seed,
         }
 
+    # The seed state is kept with the weights, so a run resumed from a checkpoint draws the same
+    # latents it would have drawn without the interruption.
+    _SEED_KEY = "seed_generator_state"
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self._SEED_KEY] = keras.ops.convert_to_numpy(self.seed_generator.state)
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if self._SEED_KEY in keys:
+            self.seed_generator.state.assign(np.asarray(store[self._SEED_KEY]))
+            store = {key: store[key] for key in keys if key != self._SEED_KEY}
+        super().load_own_variables(store)
+
     _NESTED = ("generator", "discriminator")
 
     @classmethod

@@ -174,7 +174,11 @@ class _LogitBase(StatisticalEstimator):
         return estimator
 
     def fit(self, X, y):
-        """Fits by maximum likelihood (Newton's method, XLA-compiled passes); returns self."""
+        """Fits by maximum likelihood (Newton's method, XLA-compiled passes); returns self.
+
+        The data is copied once into fixed-size float64 chunk tensors reused by every pass; for data
+        that does not fit in memory twice, use `fit_stream`.
+        """
         self._validate_params()
         design = _design.build_design(X, fit_intercept=self.fit_intercept)
         y_values, y_name = self._target(y, len(design.X))

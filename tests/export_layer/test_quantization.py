@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
     (x_train, y_train), (x_test, y_test) = load_digits()
     model = _digits_cnn()
     keras_models.compile_model(
-        model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], family="cnn"
+        model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False
     )
     model.fit(x_train, y_train, epochs=8, batch_size=32, verbose=0)
     folder = tmp_path_factory.mktemp("quantization")
@@ -47,16 +47,18 @@ def _accuracy(path, x, y):
 
 
 def _weight_dtypes(path):
-    """dtype -> number of constant tensors (weights) in a TFLite file, as the interpreter sees them."""
+    """dtype name -> number of weight tensors (kernels of conv and dense layers) in a TFLite file."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
     inputs = {d["index"] for d in interpreter.get_input_details()}
     counts = {}
     for detail in interpreter.get_tensor_details():
-        if detail["index"] in inputs or len(detail["shape"]) < 2 or "conv" not in detail["name"] and "dense" not in detail["name"] and "predictions" not in detail["name"]:
+        is_layer = any(part in detail["name"] for part in ("conv", "dense", "predictions"))
+        if detail["index"] in inputs or len(detail["shape"]) < 2 or not is_layer:
             continue
-        counts[np.dtype(detail["dtype"]).name] = counts.get(np.dtype(detail["dtype"]).name, 0) + 1
+        dtype = np.dtype(detail["dtype"]).name
+        counts[dtype] = counts.get(dtype, 0) + 1
     return counts
 
 

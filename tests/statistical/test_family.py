@@ -1,9 +1,7 @@
 """The statistical family in the registry and the tour."""
 
-import numpy as np
-
 import keras_models
-from keras_models.statistical import LinearRegression, LogisticRegression, MultinomialLogisticRegression
+from keras_models.statistical import LinearRegression, MultinomialLogisticRegression
 
 
 def test_builders_are_registered():

@@ -1,7 +1,6 @@
 """LinearRegression against statsmodels OLS/WLS run side by side, its report, export and bad input."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import sklearn.base
 import statsmodels.api as sm

@@ -44,16 +44,22 @@ def _rng():
     return np.random.default_rng(0)
 
 
-def dense():
+def dense(dropout=0.1):
+    # Dropout 0.1 as in `keras_models.dense.mlp`'s default.
     inputs = keras.Input((64,), name="features")
     x = keras.layers.Dense(256, activation="relu", name="mlp_dense1")(inputs)
-    x = keras.layers.Dropout(0.1, name="mlp_dropout1")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="mlp_dropout1")(x)
     x = keras.layers.Dense(128, activation="relu", name="mlp_dense2")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="mlp_predictions")(x)
     x_data = _rng().normal(size=(4096, 64)).astype("float32")
     y_data = _rng().integers(0, 10, 4096).astype("int32")
     return keras.Model(inputs, outputs), x_data, y_data, "sparse_categorical_crossentropy", 128, \
-        "MLP 64-256-128-10"
+        "MLP 64-256-128-10" + (f", dropout {dropout}" if dropout else ", no dropout")
+
+
+def dense_without_dropout():
+    return dense(dropout=0.0)
 
 
 def statistical():
@@ -90,18 +96,21 @@ def recurrent():
         "LSTM(64), 32 steps of 16"
 
 
-def transformer(width=64, heads=4):
+def transformer(width=64, heads=4, dropout=0.1):
     inputs = keras.Input((32, width), name="tokens")
-    attention = keras.layers.MultiHeadAttention(heads, width // heads, name="encoder_attention")(inputs, inputs)
+    attention = keras.layers.MultiHeadAttention(heads, width // heads, dropout=dropout, name="encoder_attention")(
+        inputs, inputs
+    )
     x = keras.layers.LayerNormalization(name="encoder_norm1")(inputs + attention)
     hidden = keras.layers.Dense(2 * width, activation="gelu", name="encoder_ffn1")(x)
-    x = keras.layers.LayerNormalization(name="encoder_norm2")(x + keras.layers.Dense(width, name="encoder_ffn2")(hidden))
+    hidden = keras.layers.Dropout(dropout, name="encoder_dropout")(keras.layers.Dense(width, name="encoder_ffn2")(hidden))
+    x = keras.layers.LayerNormalization(name="encoder_norm2")(x + hidden)
     x = keras.layers.GlobalAveragePooling1D(name="encoder_pool")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="encoder_predictions")(x)
     x_data = _rng().normal(size=(2048, 32, width)).astype("float32")
     y_data = _rng().integers(0, 10, 2048).astype("int32")
     return keras.Model(inputs, outputs), x_data, y_data, "sparse_categorical_crossentropy", 64, \
-        "encoder block, 32 tokens x 64, 4 heads"
+        "encoder block, 32 tokens x 64, 4 heads, dropout 0.1"
 
 
 def cnn():
@@ -179,6 +188,29 @@ FAMILIES = {
     "gan": gan,
     "vae": vae,
 }
+# Not a family: the dense model again without its dropout, to show what Keras' random ops cost in XLA.
+PROBES = {"dense (no dropout)": dense_without_dropout}
+
+
+def rng_probe(repeats=20):
+    """ms per call of a (128, 256) stateless uniform draw, XLA vs not, per TensorFlow RNG algorithm.
+
+    Keras' Dropout, GaussianNoise and `keras.random.*` draw with TensorFlow's default algorithm
+    ("auto_select").
+    """
+    import tensorflow as tf
+
+    seed = tf.constant([1, 2], tf.int32)
+    result = {}
+    for alg in ("auto_select", "philox", "threefry"):
+        for jit in (True, False):
+            draw = tf.function(lambda: tf.random.stateless_uniform((128, 256), seed, alg=alg), jit_compile=jit)
+            draw()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                draw()
+            result[(alg, jit)] = 1000 * (time.perf_counter() - start) / repeats
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,7 +283,7 @@ def measure(family, factory, rounds):
     return result
 
 
-def render(results, rounds, load, date):
+def render(results, rounds, load, date, rng):
     lines = [
         "## XLA or not: training throughput on CPU",
         "",
@@ -276,9 +308,17 @@ def render(results, rounds, load, date):
         lines.append(
             f"| {r['family']} | {r['description']} | {r['params']:,} | {r['batch']} | {r['xla']:,.0f} | "
             f"{r['default']:,.0f} | {r['ratio']:.2f} ({r['low']:.2f}-{r['high']:.2f}) | {r['compile_xla']:.1f} | {r['compile_default']:.1f} | "
-            f"{'XLA' if r['ratio'] >= XLA_WIN else 'no XLA'} |"
+            f"{('XLA' if r['ratio'] >= XLA_WIN else 'no XLA') if r['family'] in FAMILIES else '(probe)'} |"
         )
     lines += [
+        "",
+        "Why dropout matters: Keras' random ops (Dropout, GaussianNoise, `keras.random.normal` in a VAE's "
+        "sampling) use TensorFlow's stateless RNG with its default algorithm, which XLA on CPU compiles "
+        "into a slow generator. A (128, 256) uniform draw, ms per call:",
+        "",
+        "| RNG algorithm | XLA | default executor |",
+        "|---|---:|---:|",
+        *(f"| `{alg}` | {rng[(alg, True)]:.2f} | {rng[(alg, False)]:.2f} |" for alg in ("auto_select", "philox", "threefry")),
         "",
         "`CPU_XLA_DEFAULTS` in `keras_models/training.py` follows the last column: XLA where it trained "
         f"at least {XLA_WIN:.2f} times as fast as the default executor (a clear win; the compile of the "
@@ -303,7 +343,9 @@ def main(argv=None):
         print("warning: an accelerator is visible; this benchmark is about CPU defaults", file=sys.stderr)
     start_load = os.getloadavg()[0]
     results = [measure(family, FAMILIES[family], args.rounds) for family in args.families]
-    section = render(results, args.rounds, (start_load, os.getloadavg()[0]), args.date)
+    results += [measure(name, factory, args.rounds) for name, factory in PROBES.items()]
+    rng = rng_probe()
+    section = render(results, args.rounds, (start_load, os.getloadavg()[0]), args.date, rng)
     print(section)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,10 @@ import numpy as np
 
 STRATEGIES = ("auto", "matmul", "perfect", "gather")
 
-# The rule behind strategy="auto", from benchmarks/forest_latency.py (BENCHMARKS.md, "Decision trees,
-# random forests and SVMs"): matmul up to depth 4, the perfect-tree form while the padded arrays stay
-# small, gathers beyond.
+# The rule behind strategy="auto": matmul up to depth 4 (its work grows with splits x leaves), the
+# perfect-tree form while the padded arrays stay small, gathers beyond. benchmarks/forest_latency.py
+# measures perfect against gather at depth 10 (perfect: lower batch-1 latency under XLA; gather: higher
+# XLA throughput at batch 10,000); the depth-4 matmul limit is not benchmarked yet.
 MATMUL_MAX_DEPTH = 4
 PERFECT_MAX_DEPTH = 12
 PERFECT_MAX_LEAVES = 1 << 22  # trees * 2**depth

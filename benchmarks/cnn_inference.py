@@ -1,7 +1,7 @@
 """Batch-1 inference latency of convolutional networks: Keras (eager call, compiled function, XLA)
 against LiteRT (float32 and int8 files) and onnxruntime, on the same inputs.
 
-    python benchmarks/cnn_inference.py [--runs 200] [--output benchmarks/sections/cnn_inference.json]
+    python benchmarks/cnn_inference.py [--runs 200] [--output results.json]
 
 Models: LeNet-5 on 32x32x1 digits and ResNet-18 on 32x32x3 (10 classes). The int8 file is calibrated
 on 200 digits (LeNet-5) or 200 random images (ResNet-18); int8 accuracy is tested in tests/cnn.
@@ -72,7 +72,7 @@ def measure(model, sample, calibration, runs, folder):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--output", default="benchmarks/sections/cnn_inference.json")
+    parser.add_argument("--output", help="also write the results to this JSON file")
     args = parser.parse_args()
 
     import keras_models
@@ -92,8 +92,9 @@ def main():
             results[name] = measure(model, sample, calibration, args.runs, Path(folder))
             print(name, json.dumps(results[name]), flush=True)
     results["load_average_end"] = os.getloadavg()[0]
-    with open(args.output, "w") as handle:
-        json.dump(results, handle, indent=1)
+    if args.output:
+        with open(args.output, "w") as handle:
+            json.dump(results, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """ResNet-18 training throughput on 32x32x3 images, batch 64: Keras with and without XLA (and XLA under
 the CPU flags that decide its convolution speed) against PyTorch eager running the same architecture.
 
-    python benchmarks/cnn_training.py [--steps 20] [--repeats 3] [--output benchmarks/sections/cnn_training.json]
+    python benchmarks/cnn_training.py [--steps 20] [--repeats 3] [--output results.json]
 
 Each configuration runs in its own process, because XLA_FLAGS and TF_ENABLE_ONEDNN_OPTS are read once
 at start-up. Achieved FLOP/s are reported as a fraction of a 4096x4096 float32 matmul measured in the
@@ -235,9 +235,44 @@ def hlo_convolutions(batch=BATCH):
     return counts
 
 
-def run_config(name, steps, repeats):
+def conv_worker(repeats=20):
+    """One 3x3 convolution, 64 -> 64 channels on 16x16 maps, batch 64: forward, and forward + both
+    gradients, as a TensorFlow graph (oneDNN) and XLA-compiled, in GFLOP/s."""
+    import tensorflow as tf
+
+    x = tf.random.normal((BATCH, 16, 16, 64))
+    kernel = tf.Variable(tf.random.normal((3, 3, 64, 64)) * 0.05)
+    flops = 2 * BATCH * 16 * 16 * 9 * 64 * 64
+
+    def forward(x):
+        return tf.nn.conv2d(x, kernel, 1, "SAME")
+
+    def both(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME") ** 2)
+        return tape.gradient(loss, [x, kernel])
+
+    result = {}
+    for label, fn, work in (("forward", forward, flops), ("train", both, 3 * flops)):
+        for jit in (False, True):
+            compiled = tf.function(fn, jit_compile=jit)
+            tf.nest.map_structure(lambda t: t.numpy(), compiled(x))
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                tf.nest.map_structure(lambda t: t.numpy(), compiled(x))
+                best = min(best, time.perf_counter() - start)
+            result[f"{label}_{'xla' if jit else 'graph'}_gflops"] = work / best / 1e9
+    result["matmul_gflops"] = matmul_gflops()
+    return result
+
+
+def run_config(name, steps, repeats, conv=False):
     env = {**os.environ, **CONFIGS[name][2], "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, __file__, "--worker", name, "--steps", str(steps), "--repeats", str(repeats)]
+    if conv:
+        command.append("--conv")
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -249,16 +284,20 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
-    parser.add_argument("--output", default="benchmarks/sections/cnn_training.json")
+    parser.add_argument("--output", help="also write the results to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--hlo", action="store_true", help="only count the convolutions XLA emits")
+    parser.add_argument("--conv", action="store_true",
+                        help="only time one 3x3 convolution, graph vs XLA, under each config's flags")
     args = parser.parse_args()
     if args.hlo:
         print(json.dumps(hlo_convolutions()))
         return
     if args.worker:
         backend, jit_compile, _, _ = CONFIGS[args.worker]
-        if backend == "torch":
+        if args.conv:
+            result = conv_worker()
+        elif backend == "torch":
             result = torch_worker(args.steps, args.repeats)
         else:
             result = keras_worker(jit_compile, args.steps, args.repeats)
@@ -270,14 +309,15 @@ def main():
     results = {}
     for name in args.configs:
         load_before = os.getloadavg()[0]
-        results[name] = run_config(name, args.steps, args.repeats)
+        results[name] = run_config(name, args.steps, args.repeats, args.conv)
         # Other work on the machine shows here; ratios within one run are what to compare.
         results[name]["load_average"] = [load_before, os.getloadavg()[0]]
         results[name]["what"] = CONFIGS[name][3]
         print(name, json.dumps(results[name]), flush=True)
-    with open(args.output, "w") as handle:
-        json.dump({"steps": args.steps, "repeats": args.repeats, "batch": BATCH, "results": results}, handle,
-                  indent=1)
+    if args.output:
+        with open(args.output, "w") as handle:
+                json.dump({"steps": args.steps, "repeats": args.repeats, "batch": BATCH, "results": results},
+                      handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -119,8 +119,10 @@ def get_model_info(name: str) -> ModelInfo:
     return info
 
 
-def build(name: str, **config):
+def build(name: str, /, **config):
     """Builds the registered model `name` with the builder's keyword arguments.
+
+    `name` is positional-only, so a builder's own `name=` argument (the Keras model name) passes through.
 
     Example:
         >>> model = keras_models.build("mlp", input_shape=(64,), num_classes=10)

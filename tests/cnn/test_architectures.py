@@ -78,10 +78,8 @@ def test_width_multiplier_scales_filters():
 
 
 def test_layer_names_are_prefixed_and_stable():
-    from keras_models.cnn import resnet18
-
-    a = resnet18(input_shape=(32, 32, 3), num_classes=10, compile=False, name="net")
-    b = resnet18(input_shape=(32, 32, 3), num_classes=10, compile=False, name="net")
+    a = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=10, compile=False, name="net")
+    b = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=10, compile=False, name="net")
     names = [layer.name for layer in a.layers]
     assert names == [layer.name for layer in b.layers]
     assert all(n.startswith("net_") for n in names)

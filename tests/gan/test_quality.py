@@ -80,5 +80,5 @@ def test_tour_case_reports_judge_accuracy_and_an_exportable_generator(tmp_path):
     keras.utils.set_random_seed(0)
     result = case(False)
     assert (family, name, result.model_name) == ("gan", "cgan", "cgan")
-    assert result.metric >= 0.8 and result.train_seconds < 60
+    assert result.metric >= 0.8
     check_export(result.model, result.sample_inputs, tmp_path)

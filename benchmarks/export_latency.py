@@ -7,7 +7,7 @@ inputs at batch 1 and batch 64 in one run, interleaved, so the ratios share the 
 The digits CNN of the quantization test is also trained and exported float32 and int8 to report the
 issue's accuracy and size numbers.
 
-    python benchmarks/export_latency.py [--repeats 7] [--output benchmarks/sections/export.md]
+    python benchmarks/export_latency.py [--repeats 7] [--date YYYY-MM-DD] [--output benchmarks/sections/export.md]
 
 Prints a Markdown section and writes it to `--output`.
 """

@@ -7,7 +7,7 @@ machine. This script measures it: one small representative model per family kind
 kernels). Rounds of the two alternate, so both see the same machine load; the median samples per
 second of each is compared.
 
-    python benchmarks/xla_vs_default.py [--rounds 5] [--output benchmarks/sections/xla.md]
+    python benchmarks/xla_vs_default.py [--rounds 4] [--date YYYY-MM-DD] [--output benchmarks/sections/xla.md]
 
 Prints a Markdown section with the ratios and the defaults they imply, and writes it to `--output`.
 """

@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_models.gan import losses
-from keras_models.gan.base import GAN, _deserialize, _serialize, _check_count, check_images
+from keras_models.gan.base import GAN, _check_count, _serialize, check_images
 from keras_models.gan.networks import stylegan_generator
 
 _PACKAGE = "keras_models"

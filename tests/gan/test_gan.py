@@ -236,3 +236,39 @@ def test_wgan_gp_nested_tape_step_compiles_with_xla():
     assert report["hlo_instructions"] > 100
     assert history.history["penalty"][-1] > 0.0
     assert int(gan.d_optimizer.iterations) == 4 and int(gan.g_optimizer.iterations) == 2
+
+
+def test_stylegan_style_mixing_and_truncation():
+    gan = build_tiny("stylegan", jit_compile=False)
+    first, second = gan.sample_latents(3, seed=1), gan.sample_latents(3, seed=2)
+    plain = gan.generate_from_latents(first)
+    np.testing.assert_allclose(gan.style_mix(first, second, crossover=gan.num_ws), plain, atol=1e-5)
+    np.testing.assert_allclose(gan.style_mix(first, second, crossover=0), gan.generate_from_latents(second), atol=1e-5)
+    mixed = gan.style_mix(first, second, crossover=2)
+    assert not np.allclose(mixed, plain, atol=1e-4) and not np.allclose(mixed, gan.generate_from_latents(second), atol=1e-4)
+    # psi = 0 maps every latent to the average style: identical images
+    gan.w_avg.assign(np.ones(gan.w_avg.shape, "float32"))
+    truncated = gan.generate(3, seed=0, truncation_psi=0.0)
+    np.testing.assert_allclose(truncated, truncated[:1].repeat(3, axis=0), atol=1e-6)
+
+
+def test_infogan_codes_drive_the_generator():
+    gan = build_tiny("infogan", jit_compile=False)
+    z = gan.sample_latents(1, seed=0).repeat(2, axis=0)
+    codes = np.zeros((2, gan.num_continuous), "float32")
+    by_category = gan.generate_from_latents(z, labels=[1, 4], continuous=codes)
+    assert not np.allclose(by_category[0], by_category[1])
+    by_code = gan.generate_from_latents(z, labels=[1, 1], continuous=np.array([[-1, 0], [1, 0]], "float32"))
+    assert not np.allclose(by_code[0], by_code[1])
+    with pytest.raises(ValueError, match=r"continuous must have shape \(2, 2\)"):
+        gan.generate_from_latents(z, labels=[1, 1], continuous=np.zeros((2, 3), "float32"))
+
+
+def test_cyclegan_translates_both_ways():
+    gan = build_tiny("cyclegan", jit_compile=False)
+    images, _ = training_data("cyclegan", count=3)
+    forward, backward = gan.translate(images), gan.translate(images, direction="b_to_a")
+    assert forward.shape == backward.shape == images.shape
+    assert not np.allclose(forward, backward)  # two different generators
+    with pytest.raises(ValueError, match="direction must be 'a_to_b' or 'b_to_a'"):
+        gan.translate(images, direction="sideways")

@@ -99,6 +99,7 @@ def _cmd_tour(args):
         output_dir=Path(args.output),
         families=args.families or None,
         verbose=not args.quiet,
+        xla={"on": True, "off": False, "default": None}[args.xla],
     )
     return 0 if all(r.error is None for r in results) else 1
 
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--output", default="tour_output", help="folder for the exported files")
     tour.add_argument("--families", nargs="*", help="only these families")
     tour.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    tour.add_argument(
+        "--xla",
+        choices=["on", "off", "default"],
+        default="on",
+        help="train with XLA (on, the default), without, or with each family's measured CPU default",
+    )
     tour.set_defaults(func=_cmd_tour)
 
     exp = commands.add_parser("export", help="export a saved .keras model to TFLite and/or ONNX")

@@ -25,11 +25,12 @@ class TourRow:
     tflite_diff: float | None = None
     onnx_bytes: int | None = None
     onnx_diff: float | None = None
+    xla: bool | None = None
     error: str | None = None
 
 
 _COLUMNS = (
-    ("family", "{}"), ("model", "{}"), ("params", "{:,}"), ("train s", "{:.1f}"),
+    ("family", "{}"), ("model", "{}"), ("params", "{:,}"), ("XLA", "{}"), ("train s", "{:.1f}"),
     ("test metric", "{}"), ("TFLite bytes", "{:,}"), ("TFLite max diff", "{:.2e}"),
     ("ONNX bytes", "{:,}"), ("ONNX max diff", "{:.2e}"),
 )
@@ -37,7 +38,8 @@ _COLUMNS = (
 
 def _cells(row: TourRow):
     metric = f"{row.metric_name} {row.metric:.4f}" if row.metric is not None else "-"
-    values = (row.family, row.model, row.parameters, row.train_seconds, metric, row.tflite_bytes,
+    xla = {True: "yes", False: "no", None: None}[row.xla]
+    values = (row.family, row.model, row.parameters, xla, row.train_seconds, metric, row.tflite_bytes,
               row.tflite_diff, row.onnx_bytes, row.onnx_diff)
     return [fmt.format(v) if v is not None else "-" for (_, fmt), v in zip(_COLUMNS, values)]
 
@@ -54,9 +56,21 @@ def format_table(rows) -> str:
     return "\n".join(out)
 
 
-def run_tour(output_dir: Path = Path("tour_output"), families=None, verbose: bool = True) -> list[TourRow]:
-    """Runs every registered tour case and prints the summary table; returns the rows."""
+def run_tour(
+    output_dir: Path = Path("tour_output"), families=None, verbose: bool = True, xla: bool | None = True
+) -> list[TourRow]:
+    """Runs every registered tour case and prints the summary table; returns the rows.
+
+    Args:
+        output_dir: where the .tflite and .onnx files go.
+        families: only these families (all when None).
+        verbose: show Keras progress bars.
+        xla: True trains every Keras model with XLA, False without, None with each family's measured
+            default on this device (`keras_models.default_jit_compile`). The table's XLA column says
+            whether the trained model's step was XLA-compiled ("-" where training is not Keras').
+    """
     from keras_models.tour import tour_cases
+    from keras_models.training import jit_compile_default
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +81,13 @@ def run_tour(output_dir: Path = Path("tour_output"), families=None, verbose: boo
         row = TourRow(family, model_name)
         rows.append(row)
         try:
-            result = case(verbose)
+            if xla is None:
+                result = case(verbose)
+            else:
+                with jit_compile_default(xla):
+                    result = case(verbose)
+            if result.model.compiled:
+                row.xla = bool(result.model.jit_compile)
             row.parameters, row.train_seconds = result.parameters, result.train_seconds
             row.metric_name, row.metric = result.metric_name, result.metric
             stem = output_dir / f"{family}_{model_name}"

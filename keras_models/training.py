@@ -8,6 +8,7 @@ and raises instead of downgrading. `xla_step_report` proves that the step `fit()
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import keras
@@ -44,12 +45,33 @@ def has_accelerator() -> bool:
     return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
 
 
+_OVERRIDE: list[bool] = []  # a stack: the innermost `jit_compile_default(...)` block wins
+
+
+@contextlib.contextmanager
+def jit_compile_default(value: bool):
+    """Within the block, builders that are not given `jit_compile` use `value` instead of the default.
+
+    `keras-models tour` uses it to train every family with XLA (the default) or with each family's
+    measured CPU default (`--xla default`).
+    """
+    if value not in (True, False):
+        raise ValueError(f"jit_compile_default takes True or False; got {value!r}.")
+    _OVERRIDE.append(value)
+    try:
+        yield
+    finally:
+        _OVERRIDE.pop()
+
+
 def default_jit_compile(family: str | None = None) -> bool:
     """The XLA default for `family` on this machine: always on a GPU, per measurements on a CPU."""
     if family is not None and family not in CPU_XLA_DEFAULTS:
         raise ValueError(
             f"Unknown family {family!r} for default_jit_compile; known: {sorted(CPU_XLA_DEFAULTS)}."
         )
+    if _OVERRIDE:
+        return _OVERRIDE[-1]
     if has_accelerator() or family is None:
         return True
     return CPU_XLA_DEFAULTS[family]

@@ -61,8 +61,18 @@ def test_tour_trains_exports_and_verifies(tmp_path, capsys):
     rows = run_tour(output_dir=tmp_path, families=["dense"], verbose=False)
     (row,) = rows
     assert row.error is None
+    assert row.xla is True  # the tour trains with XLA unless told otherwise
     assert row.metric > 0.9  # breast cancer MLP held-out accuracy
     assert row.tflite_diff < 1e-5 and row.onnx_diff < 1e-5
     assert row.tflite_bytes == (tmp_path / "dense_mlp.tflite").stat().st_size
     table = capsys.readouterr().out
     assert "TFLite max diff" in table and "dense" in table
+
+
+def test_tour_with_measured_defaults_reports_them(tmp_path, monkeypatch):
+    from keras_models import training
+
+    monkeypatch.setitem(training.CPU_XLA_DEFAULTS, "dense", False)
+    monkeypatch.setattr(training, "has_accelerator", lambda: False)
+    (row,) = run_tour(output_dir=tmp_path, families=["dense"], verbose=False, xla=None)
+    assert row.error is None and row.xla is False

@@ -65,3 +65,20 @@ def test_default_follows_family_table_on_cpu(monkeypatch):
 def test_bad_jit_compile_value():
     with pytest.raises(ValueError, match="jit_compile must be"):
         keras_models.compile_model(_model(), loss="mse", jit_compile="auto")
+
+
+def test_jit_compile_default_block_overrides_family_defaults(monkeypatch):
+    monkeypatch.setattr(training, "has_accelerator", lambda: False)
+    with training.jit_compile_default(True):
+        assert keras_models.default_jit_compile("cnn") is True
+        with training.jit_compile_default(False):
+            assert keras_models.default_jit_compile("gan") is False
+        assert keras_models.default_jit_compile("dense") is True
+        model = keras_models.build("mlp", input_shape=(4,), num_classes=2)
+        assert model.jit_compile is True
+    assert keras_models.default_jit_compile("cnn") is training.CPU_XLA_DEFAULTS["cnn"]
+    explicit = keras_models.build("mlp", input_shape=(4,), num_classes=2, jit_compile=False)
+    assert explicit.jit_compile is False
+    with pytest.raises(ValueError, match="True or False"):
+        with training.jit_compile_default("yes"):
+            pass

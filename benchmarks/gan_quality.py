@@ -12,7 +12,8 @@ Measures, on the 8x8 digits (32x32 for super-resolution):
     floor) and for uniform noise images (the ceiling);
   * pix2pix (paired) and cyclegan (unpaired): digit -> edge map (morphological gradient), mean
     absolute error on held-out digits, beside copying the input and predicting the mean edge map;
-  * srgan: 4x upsampling 8x8 -> 32x32, PSNR on held-out digits beside bicubic interpolation.
+  * srgan: 4x upsampling 8x8 -> 32x32, PSNR on held-out digits beside bicubic, bilinear and
+    nearest-neighbour interpolation.
 """
 
 from __future__ import annotations
@@ -149,13 +150,16 @@ def run(variants, log=print):
                 image_shape=(32, 32, 1), width=16, num_blocks=2, content_model=content, content_weight=0.1,
             )
             upsampled = gan.translate(low(hr_test))
-            bicubic = np.clip(tf.image.resize(low(hr_test), (32, 32), method="bicubic").numpy(), 0, 1)
+            resized = lambda method: np.clip(tf.image.resize(low(hr_test), (32, 32), method=method).numpy(), 0, 1)  # noqa: E731
+            bicubic = resized("bicubic")
             results["srgan"] = {
                 "epochs": EPOCHS["srgan"],
                 "train_seconds": seconds,
                 "content_judge_accuracy": accuracy32,
                 "psnr_srgan": psnr(upsampled, hr_test),
                 "psnr_bicubic": psnr(bicubic, hr_test),
+                "psnr_bilinear": psnr(resized("bilinear"), hr_test),
+                "psnr_nearest": psnr(resized("nearest"), hr_test),
             }
         else:
             raise SystemExit(f"Unknown variant {variant!r} for this benchmark.")

@@ -86,8 +86,8 @@ def run_tour(
             else:
                 with jit_compile_default(xla):
                     result = case(verbose)
-            if result.model.compiled:
-                row.xla = bool(result.model.jit_compile)
+            if result.trained_model.compiled:
+                row.xla = bool(result.trained_model.jit_compile)
             row.parameters, row.train_seconds = result.parameters, result.train_seconds
             row.metric_name, row.metric = result.metric_name, result.metric
             stem = output_dir / f"{family}_{model_name}"

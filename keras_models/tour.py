@@ -25,10 +25,13 @@ class TourResult:
     train_seconds: float
     sample_inputs: Any  # a few held-out inputs to verify the exports on
     parameters: int | None = None
+    trained_model: keras.Model | None = None  # what `fit()` ran on, when not `model` (a GAN's generator)
 
     def __post_init__(self):
         if self.parameters is None:
             self.parameters = int(self.model.count_params())
+        if self.trained_model is None:
+            self.trained_model = self.model
 
 
 _CASES: list[tuple[str, str, Callable[[bool], TourResult]]] = []

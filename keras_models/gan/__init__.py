@@ -59,4 +59,7 @@ def _tour_cgan(verbose: bool):
     accuracy = float(np.mean(judge.predict(samples.reshape(len(samples), -1)) == labels))
     rng = np.random.default_rng(2)
     sample_inputs = [rng.standard_normal((8, gan.latent_dim)).astype("float32"), (np.arange(8) % 10).astype("int32")]
-    return TourResult("gan", "cgan", gan.generator, "judge accuracy of generated digits", accuracy, seconds, sample_inputs)
+    return TourResult(
+        "gan", "cgan", gan.generator, "judge accuracy of generated digits", accuracy, seconds, sample_inputs,
+        trained_model=gan,
+    )

@@ -189,3 +189,20 @@ def formula_features(design_info, data, feature_names):
     values = frame[list(feature_names)].to_numpy(dtype=np.float64)
     check_finite(values, list(feature_names), "data")
     return values
+
+
+def prediction_features(design, X):
+    """The feature matrix for predicting with a fitted `design` on new `X` (arrays, frames or formula data).
+
+    Formula designs rebuild their columns from raw data; others check the column count (and names, for
+    DataFrames) against what the model was fitted on.
+    """
+    if design.design_info is not None and isinstance(X, (pd.DataFrame, dict)) and not (
+        isinstance(X, pd.DataFrame) and list(X.columns) == design.feature_names
+    ):
+        return formula_features(design.design_info, X, design.feature_names)
+    expected = design.feature_names
+    values, _ = as_features(X, expected_names=expected if isinstance(X, pd.DataFrame) else None)
+    if values.shape[1] != len(expected):
+        raise ValueError(f"X has {values.shape[1]} column(s); the model was fitted on {len(expected)}: {expected}.")
+    return values

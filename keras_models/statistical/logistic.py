@@ -188,16 +188,7 @@ class _LogitBase(StatisticalEstimator):
 
     def _features(self, X):
         self._check_fitted()
-        design = self.design_
-        if design.design_info is not None and isinstance(X, (pd.DataFrame, dict)) and not (
-            isinstance(X, pd.DataFrame) and list(X.columns) == design.feature_names
-        ):
-            return _design.formula_features(design.design_info, X, design.feature_names)
-        expected = design.feature_names
-        values, _ = _design.as_features(X, expected_names=expected if isinstance(X, pd.DataFrame) else None)
-        if values.shape[1] != len(expected):
-            raise ValueError(f"X has {values.shape[1]} column(s); the model was fitted on {len(expected)}: {expected}.")
-        return values
+        return _design.prediction_features(self.design_, X)
 
     def _finish(self, result, names, design, y_name, nobs, llnull, n_equations):
         beta = result["beta"]

@@ -40,17 +40,21 @@ def _register_missing_handlers():
     from tf2onnx import utils
     from tf2onnx.handler import tf_op
 
+    def rewrite_as_sub(ctx, node, onnx_op, one_minus):
+        """Replaces `node` by `1 - onnx_op(x)` (one_minus) or `onnx_op(x) - 1`."""
+        dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+        one = ctx.make_const(utils.make_name(node.name + "_one"), np.array(1, dtype=dtype))
+        inner = ctx.make_node(onnx_op, [node.input[0]], op_name_scope=node.name, name=onnx_op.lower())
+        output, shapes, dtypes = node.output[0], node.output_shapes, node.output_dtypes
+        ctx.remove_node(node.name)
+        operands = [one.output[0], inner.output[0]] if one_minus else [inner.output[0], one.output[0]]
+        ctx.make_node("Sub", operands, outputs=[output], name=node.name, shapes=shapes, dtypes=dtypes)
+
     @tf_op("Erfc")
     class _Erfc:  # noqa: F841 - registered by the decorator
         @classmethod
         def version_9(cls, ctx, node, **kwargs):
-            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
-            one = ctx.make_const(utils.make_name(node.name + "_one"), np.array(1, dtype=dtype))
-            erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=node.name, name="erf")
-            output, shapes, dtypes = node.output[0], node.output_shapes, node.output_dtypes
-            ctx.remove_node(node.name)
-            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=[output], name=node.name,
-                          shapes=shapes, dtypes=dtypes)
+            rewrite_as_sub(ctx, node, "Erf", one_minus=True)
 
     @tf_op("Expm1")
     class _Expm1:  # noqa: F841 - registered by the decorator
@@ -58,13 +62,7 @@ def _register_missing_handlers():
 
         @classmethod
         def version_9(cls, ctx, node, **kwargs):
-            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
-            one = ctx.make_const(utils.make_name(node.name + "_one"), np.array(1, dtype=dtype))
-            exp = ctx.make_node("Exp", [node.input[0]], op_name_scope=node.name, name="exp")
-            output, shapes, dtypes = node.output[0], node.output_shapes, node.output_dtypes
-            ctx.remove_node(node.name)
-            ctx.make_node("Sub", [exp.output[0], one.output[0]], outputs=[output], name=node.name,
-                          shapes=shapes, dtypes=dtypes)
+            rewrite_as_sub(ctx, node, "Exp", one_minus=False)
 
     _HANDLERS_REGISTERED = True
 

@@ -1,7 +1,7 @@
 """Training throughput with XLA (`jit_compile=True`) vs without, per model family, on this machine.
 
-`keras_models.training.CPU_XLA_DEFAULTS` decides whether a family trains with XLA on a CPU-only
-machine. This script measures it: one small representative model per family kind, each trained with
+The `tensorflow_cpu` compile default of each family in `keras_models.families` decides whether the
+family trains with XLA on a CPU-only machine. This script measures it: one small representative model per family kind, each trained with
 `model.fit` twice from the same initial weights, once XLA-compiled (proved by
 `keras_models.assert_xla_compiled`) and once with TensorFlow's default graph executor (oneDNN
 kernels). Rounds of the two alternate, so both see the same machine load; the median samples per
@@ -327,7 +327,7 @@ def render(results, rounds, load, date, rng):
             for alg in ("auto_select", "philox", "threefry")
         ),
         "",
-        "`CPU_XLA_DEFAULTS` in `keras_models/training.py` follows the last column: XLA where it trained "
+        "The TensorFlow-on-CPU defaults in `keras_models/families.py` follow the last column: XLA where it trained "
         f"at least {XLA_WIN:.2f} times as fast as the default executor (a clear win; the compile of the "
         "first step costs several times longer with XLA, and smaller differences are within run-to-run "
         "noise). On a GPU every family defaults to XLA; `jit_compile=True/False` always overrides.",

@@ -5,17 +5,43 @@
     >>> export.to_onnx(model, "model.onnx")
     >>> export.verify(model, "model.tflite", x).max_abs
 
-This package sits above `keras_models`: it may import it, never the reverse.
+This package sits above `keras_models`: it may import it, never the reverse. Its names load on first
+use (PEP 562), so `export.cli` and `export.tour_cases` start without importing TensorFlow.
 """
 
+import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from export._common import ExportError, ExportReport, TensorInfo
-from export.onnx import DEFAULT_OPSET, to_onnx
-from export.tflite import QUANTIZATIONS, FlexOpsError, to_tflite
-from export.verify import VerifyResult, inspect, run_artifact, verify
+# Public name -> the submodule that defines it.
+_NAMES = {
+    "ExportError": "export._common",
+    "ExportReport": "export._common",
+    "TensorInfo": "export._common",
+    "DEFAULT_OPSET": "export.onnx",
+    "to_onnx": "export.onnx",
+    "FlexOpsError": "export.tflite",
+    "QUANTIZATIONS": "export.tflite",
+    "to_tflite": "export.tflite",
+    "VerifyResult": "export.verification",
+    "inspect": "export.verification",
+    "run_artifact": "export.verification",
+    "verify": "export.verification",
+}
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(_importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_NAMES])
+
 
 __all__ = [
     "DEFAULT_OPSET",

@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import os
 import re
+import secrets
+import sys
 import tempfile
 from pathlib import Path
 
@@ -104,6 +106,8 @@ def input_specs(model, *, batch_size=None, input_signature=None) -> list[tf.Tens
                 raise ExportError(
                     f"input_signature[{i}] must be a tf.TensorSpec or a (shape, dtype) pair; got {item!r}."
                 )
+        if is_functional(model) or isinstance(model, keras.Sequential):
+            _check_signature(model, specs)
     else:
         specs = _model_specs(model)
     result = []
@@ -118,6 +122,28 @@ def input_specs(model, *, batch_size=None, input_signature=None) -> list[tf.Tens
     if len(set(names)) != len(names):
         result = [tf.TensorSpec(s.shape, s.dtype, name=f"{s.name}_{i}") for i, s in enumerate(result)]
     return result
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_signature(model, specs):
+    """Raises unless `specs` match the inputs of a functional model in number, rank and fixed axes."""
+    expected = _model_specs(model)
+    if len(specs) != len(expected):
+        raise ExportError(
+            f"input_signature has {len(specs)} input(s); model {model.name!r} takes {len(expected)}: "
+            + ", ".join(f"{_shape_text(tuple(e.shape))}" for e in expected) + "."
+        )
+    for i, (spec, want) in enumerate(zip(specs, expected)):
+        got, wanted = tuple(spec.shape), tuple(want.shape)
+        fixed_differs = any(w is not None and g is not None and w != g for g, w in zip(got, wanted))
+        if len(got) != len(wanted) or fixed_differs:
+            raise ExportError(
+                f"input_signature[{i}] has shape {_shape_text(got)}; input {i} of {model.name!r} takes "
+                f"{_shape_text(wanted)} (None is any size)."
+            )
 
 
 def is_functional(model) -> bool:
@@ -254,33 +280,100 @@ def trace(model, specs):
         fn = serving_function(model, specs)
         try:
             concrete = fn.get_concrete_function()
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             clear = undefined_time_axis_error(recurrent, error)
             if clear is not None:
                 raise clear from error
-            raise
+            raise ExportError(f"Tracing {model.name!r} for export failed: {plain_message(error)}") from error
     return fn, concrete, [l.name for l in recurrent]
+
+
+def plain_message(error) -> str:
+    """The message of `error` without Keras' call context and terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    text = re.sub(r"^Exception encountered when calling [^\n]*\n+", "", text)
+    return text.split("\n\nArguments received by", 1)[0].strip()
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Holds back what native code prints to file descriptor 2; yields a list that receives the text.
+
+    TensorFlow's converter and the LiteRT interpreter print from C++ straight to the descriptor, out of
+    reach of Python's `sys.stderr`, so the descriptor itself is pointed at a temporary file for the
+    block. Callers quote the lines that matter in their errors. Anything else written to descriptor 2
+    meanwhile (other threads) is held back with it.
+    """
+    captured = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 (embedded interpreters): nothing to redirect
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))
 
 
 # --------------------------------------------------------------------------------------------------
 # Files
 
 
+def _create_temporary(path: Path) -> Path:
+    """Creates an empty, hidden file beside `path` and returns its name.
+
+    It is opened with mode 0o666 like any new file, so the umask (and a folder's default ACL) decide
+    the final mode exactly as they do for `model.save`; `tempfile.mkstemp` would make every export
+    0o600 whatever the umask.
+    """
+    for _ in range(100):
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise ExportError(
+                f"Cannot write {str(path)!r}: folder {str(path.parent)!r} is not writable ({error.strerror})."
+            ) from None
+        os.close(fd)
+        return candidate
+    raise ExportError(f"Cannot create a temporary file beside {str(path)!r}.")
+
+
 def check_destination(path) -> Path:
+    """`path` as a `Path`, after checking that an export can be written there.
+
+    Runs before any conversion, so a bad destination fails in a moment and names the path given.
+    """
     path = Path(path)
     if path.exists() and path.is_dir():
         raise ExportError(f"Export path {str(path)!r} is a directory; give a file name.")
     if not path.parent.exists():
         raise ExportError(f"Folder {str(path.parent)!r} for export path {str(path)!r} does not exist.")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"Cannot write {str(path)!r}: folder {str(path.parent)!r} is not writable.")
+    # os.access answers for permission bits only (root passes, a read-only mount may not): try it.
+    _create_temporary(path).unlink()
     return path
 
 
 @contextlib.contextmanager
 def atomic_write(path: Path):
-    """Yields a temporary path beside `path`; moves it into place only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    """Yields a temporary path beside `path`; moves it into place only if the block succeeds.
+
+    The file gets the mode any new file gets (0o666 less the umask), also when it replaces one.
+    """
+    tmp = _create_temporary(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -1,10 +1,15 @@
-"""The `keras-models` command: tour, export, inspect, list."""
+"""The `keras-models` command: tour, export, inspect, list.
+
+Each subcommand imports what it needs (Keras, TensorFlow, the converters, the library) when it runs, so
+that `--help` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,18 +31,25 @@ def _load_calibration(path: str):
 
 
 def _cmd_export(args):
-    import keras
-
-    import export
-    import keras_models  # noqa: F401  (registers every keras-models class for safe loading)
-
     if not (args.tflite or args.onnx):
         raise SystemExit("error: give --tflite OUT.tflite and/or --onnx OUT.onnx")
     source = Path(args.model)
     if not source.is_file():
         raise SystemExit(f"error: model file {str(source)!r} does not exist")
+    if source.suffix == ".keras" and not zipfile.is_zipfile(source):
+        size = source.stat().st_size
+        raise SystemExit(
+            f"error: {str(source)!r} is not a valid .keras archive: a .keras file is a zip archive, and this "
+            f"one ({size:,} bytes) is {'empty' if size == 0 else 'truncated or not a zip archive'}"
+        )
+
+    import keras
+
+    import export
+    import keras_models  # noqa: F401  (registers every keras-models class for safe loading)
+
     try:
-        model = keras.saving.load_model(source)
+        model = keras.saving.load_model(source, compile=False)  # export needs no optimizer or loss
     except Exception as error:
         raise SystemExit(f"error: cannot load {str(source)!r} as a Keras model: {error}") from error
     calibration = _load_calibration(args.calibration) if args.calibration else None
@@ -93,13 +105,26 @@ def _cmd_list(args):
 
 
 def _cmd_tour(args):
+    from export.tour_cases import tour_cases
+
+    try:
+        tour_cases(args.families)  # an unknown family is an error before anything is imported or written
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit(f"error: --epochs must be a positive integer; got {args.epochs}")
+
+    import keras
+
     from export.tour import run_tour
 
+    xla = args.xla or ("on" if keras.backend.backend() == "tensorflow" else "default")
     results = run_tour(
         output_dir=Path(args.output),
         families=args.families or None,
         verbose=not args.quiet,
-        xla={"on": True, "off": False, "default": None}[args.xla],
+        xla={"on": True, "off": False, "default": None}[xla],
+        epochs=args.epochs,
     )
     return 0 if all(r.error is None for r in results) else 1
 
@@ -111,16 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    tour = commands.add_parser("tour", help="train, export and verify one small model per family")
+    tour = commands.add_parser(
+        "tour",
+        help="train, export and verify one small model per family",
+        description="Trains one small model per family on the current Keras backend (KERAS_BACKEND), exports "
+        "each to TFLite and ONNX through TensorFlow (in a TensorFlow subprocess when another backend "
+        "trained), runs the files in LiteRT and onnxruntime and prints a table.",
+    )
     tour.add_argument("--output", default="tour_output", help="folder for the exported files")
     tour.add_argument("--families", nargs="*", help="only these families")
     tour.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     tour.add_argument(
         "--xla",
         choices=["on", "off", "default"],
-        default="on",
-        help="train with XLA (on, the default), without, or with each family's measured CPU default",
+        help="compile the training step (XLA on TensorFlow, jax.jit on JAX, torch.compile on PyTorch), "
+        "not, or as each family's measured default on this backend and device. Default: on under "
+        "TensorFlow; the library default elsewhere (jit under JAX, eager under PyTorch, where "
+        "torch.compile costs minutes per model on a CPU)",
     )
+    tour.add_argument("--epochs", type=int, help="train each Keras model for this many epochs (a quick check)")
     tour.set_defaults(func=_cmd_tour)
 
     exp = commands.add_parser("export", help="export a saved .keras model to TFLite and/or ONNX")

@@ -14,6 +14,7 @@ from export._common import (
     check_destination,
     input_specs,
     output_names,
+    plain_message,
     unrolled_recurrent_layers,
     serving_function,
     undefined_time_axis_error,
@@ -139,7 +140,7 @@ def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = N
             clear = undefined_time_axis_error(recurrent, error)
             if clear is not None:
                 raise clear from error
-            raise ExportError(f"ONNX conversion of {model.name!r} failed: {error}") from error
+            raise ExportError(f"ONNX conversion of {model.name!r} failed: {plain_message(error)}") from error
     content = model_proto.SerializeToString()
     try:
         onnx.checker.check_model(model_proto)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import logging
 import re
 from pathlib import Path
 
@@ -17,9 +19,11 @@ from export._common import (
     ExportReport,
     TensorInfo,
     atomic_write,
+    captured_stderr,
     check_destination,
     input_specs,
     output_names,
+    plain_message,
     trace,
 )
 
@@ -90,6 +94,50 @@ def describe_tflite(content: bytes, path: Path | None = None, quantization=None)
         operators=dict(counts),
         quantization=quantization,
     )
+
+
+class _DeprecatedPathWarning(logging.Filter):
+    """Drops the converter's "Please consider providing the trackable_obj argument" line.
+
+    `from_concrete_functions` logs it through absl on every call without a `trackable_obj`; the
+    frozen function converted here has no variables left to track, so the advice does not apply.
+    """
+
+    def filter(self, record):
+        return "trackable_obj argument" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    """Runs the TFLite converter without its chatter; yields a list that receives what it printed.
+
+    The MLIR converter writes diagnostics (`loc(fused[...]): error: ...`, ignored-flag warnings, the
+    Flex op list) from C++ straight to file descriptor 2 (see `captured_stderr`), and absl logs the
+    `trackable_obj` advice on every call.
+    """
+    absl_logger = logging.getLogger("absl")
+    log_filter = _DeprecatedPathWarning()
+    absl_logger.addFilter(log_filter)
+    try:
+        with captured_stderr() as printed:
+            yield printed
+    finally:
+        absl_logger.removeFilter(log_filter)
+
+
+def _converter_errors(error, printed: str = "") -> str:
+    """The converter's own error lines, without MLIR locations, IR dumps and Python frames."""
+    messages = []
+    for item in getattr(error, "errors", None) or []:
+        text = getattr(item, "error_message", "")
+        messages += [line for line in text.splitlines() if line and not line.startswith("see current operation")]
+    if not messages:
+        for line in (str(error) + "\n" + printed).splitlines():
+            if "error:" in line:
+                messages.append(line.split("error:", 1)[1].strip())
+    if not messages:
+        messages = [plain_message(error).splitlines()[0]] if str(error) else [type(error).__name__]
+    return "; ".join(dict.fromkeys(m.strip() for m in messages if m.strip()))
 
 
 def _representative_dataset(data, specs):
@@ -163,11 +211,12 @@ def _locate_layers(op_type, pairs, layer_names):
 
 def _flex_ops(frozen, specs, quantization, representative_data, int8_io, model):
     """Converts once more with SELECT_TF_OPS to learn which ops the builtin set lacks, and their layers."""
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    _configure(converter, quantization, representative_data, specs, int8_io, True)
-    converter.allow_custom_ops = True
     try:
-        content = converter.convert()
+        with _quiet_converter():
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+            _configure(converter, quantization, representative_data, specs, int8_io, True)
+            converter.allow_custom_ops = True
+            content = converter.convert()
     except Exception:
         return None
     report = describe_tflite(content)
@@ -220,19 +269,26 @@ def to_tflite(
     path = check_destination(path)
     specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
     _, concrete, recurrent = trace(model, specs)
-    frozen = convert_variables_to_constants_v2(concrete)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    _configure(converter, quantization, representative_data, specs, int8_io, allow_select_tf_ops)
+    frozen = None
     try:
-        content = converter.convert()
+        with _quiet_converter() as printed:
+            frozen = convert_variables_to_constants_v2(concrete)
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+            _configure(converter, quantization, representative_data, specs, int8_io, allow_select_tf_ops)
+            content = converter.convert()
+    except ExportError:
+        raise
     except Exception as error:
-        if allow_select_tf_ops:
-            raise ExportError(f"TFLite conversion of {model.name!r} failed: {error}") from error
-        ops = _flex_ops(frozen, specs, quantization, representative_data, int8_io, model)
-        if ops:
-            raise FlexOpsError(ops) from error
-        raise ExportError(f"TFLite conversion of {model.name!r} failed: {error}") from error
+        if frozen is not None and not allow_select_tf_ops:
+            ops = _flex_ops(frozen, specs, quantization, representative_data, int8_io, model)
+            if ops:
+                raise FlexOpsError(ops) from error
+        detail = _converter_errors(error, "".join(printed))
+        raise ExportError(f"TFLite conversion of {model.name!r} failed: {detail}") from error
     report = describe_tflite(content, path, quantization)
+    flex = sorted(op for op in report.operators if op.startswith("Flex"))
+    if flex:
+        report.notes.append(f"needs the Flex delegate (not in the plain LiteRT runtime) for {', '.join(flex)}")
     names = output_names(model, len(report.outputs))
     for tensor, name in zip(report.outputs, names):
         tensor.name = name

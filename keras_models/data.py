@@ -36,10 +36,12 @@ def load_digits(image_size: int = 8, *, channels: int = 1, test_fraction: float 
     if image_size != 8:
         if image_size < 8:
             raise ValueError(f"image_size must be at least 8; got image_size={image_size!r}.")
-        import tensorflow as tf
+        import keras
 
-        images = tf.image.resize(images, (image_size, image_size), method="bilinear").numpy()
-        images = np.clip(images, 0.0, 1.0)
+        # keras.ops resizes with the backend's own kernels (tf.image.resize on TensorFlow), so the data
+        # loads without TensorFlow under JAX and PyTorch.
+        resized = keras.ops.image.resize(images, (image_size, image_size), interpolation="bilinear")
+        images = np.clip(keras.ops.convert_to_numpy(resized), 0.0, 1.0).astype(np.float32)
     if channels == 3:
         images = np.repeat(images, 3, axis=-1)
     return _split(images, bunch.target.astype(np.int32), test_fraction, seed)

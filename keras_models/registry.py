@@ -1,8 +1,14 @@
 """The model registry behind `keras_models.build` and `keras_models.list_models`.
 
-Each family registers its builders with `register_model`. A builder is any callable returning a Keras
-model (or a keras-models estimator); the registry stores it with the family name and a one-line
-description so that users, the CLI and the tour can discover what exists.
+Each family registers its builders with `register_model` when its module is imported. A builder returns
+a compiled `keras.Model` or an unfitted estimator, as its family's entry in `keras_models.families`
+says; the registry stores it with the family name and a one-line description so that users, the CLI and
+the tour can discover what exists.
+
+`import keras_models` imports every family module listed in `keras_models.families.FAMILIES`
+(`_load_families`), so that every class of the library is registered with Keras and
+`keras.saving.load_model(path)` works after a plain `import keras_models`. A family whose import fails
+is reported by a `RuntimeWarning` and left out, instead of breaking every import.
 """
 
 from __future__ import annotations
@@ -13,15 +19,7 @@ import importlib
 import warnings
 from typing import Callable
 
-# Family modules imported lazily the first time the registry is read, so `import keras_models` stays
-# cheap and a family that fails to import names itself in the error instead of breaking every import.
-_FAMILY_MODULES = (
-    "keras_models.dense",
-    "keras_models.statistical",
-    "keras_models.cnn",
-    "keras_models.gan",
-    "keras_models.classical",
-)
+from keras_models.families import FAMILIES, get_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +45,13 @@ def register_model(name: str, *, family: str, description: str):
 
     Args:
         name: the public name users pass to `keras_models.build`; lowercase, unique.
-        family: the family the model belongs to (`"cnn"`, `"gan"`, ...).
+        family: the family the model belongs to (`"cnn"`, `"gan"`, ...), one of
+            `keras_models.families.FAMILIES`.
         description: one line shown by `list_models()` and `keras-models list`.
     """
     if not name or name != name.lower() or " " in name:
         raise ValueError(f"Model names are lowercase without spaces; got name={name!r}.")
+    get_family(family)  # a family is declared in keras_models.families before it registers models
 
     def decorator(builder):
         existing = _REGISTRY.get(name)
@@ -66,11 +66,12 @@ def register_model(name: str, *, family: str, description: str):
 
 
 def _load_families():
+    """Imports every family module once; `keras_models/__init__.py` calls it, later calls do nothing."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for module in _FAMILY_MODULES:
+    for module in (family.module for family in FAMILIES.values()):
         try:
             importlib.import_module(module)
         except Exception as error:  # noqa: BLE001 - one broken family must not take the others down
@@ -94,9 +95,7 @@ def list_models(family: str | None = None) -> list[ModelInfo]:
     _load_families()
     infos = sorted(_REGISTRY.values(), key=lambda info: (info.family, info.name))
     if family is not None:
-        families = {info.family for info in infos}
-        if family not in families:
-            raise ValueError(f"Unknown family {family!r}; known families: {sorted(families)}.")
+        get_family(family)
         infos = [info for info in infos if info.family == family]
     return infos
 
@@ -120,11 +119,29 @@ def get_model_info(name: str) -> ModelInfo:
 
 
 def build(name: str, /, **config):
-    """Builds the registered model `name` with the builder's keyword arguments.
+    """Builds the registered model `name`, passing `config` to its builder.
+
+    What comes back depends on the family (`keras_models.families.FAMILIES`):
+
+    - A `keras.Model` compiled with its loss, metrics and optimizer, ready for `fit`: the dense, cnn
+      and gan families, and classical's `linear_svm` and `rff_svm`. These builders share `name` (the
+      Keras model name and the prefix of every layer name), `compile` (`False` returns the model
+      uncompiled) and `jit_compile` (`None` for the family's default on this backend and device, see
+      `keras_models.default_jit_compile`; `True` or `False` to force it), and per family:
+      dense `input_shape, num_classes, head`; cnn `input_shape, num_classes, head, include_top,
+      pooling`; classical `input_shape, num_classes`; gan `image_shape, num_classes, latent_dim,
+      pixel_range`.
+    - An unfitted estimator with scikit-learn's conventions (`fit(X, y)` returns it fitted, learned
+      values end in `_`, `sklearn.base.clone` works, `to_keras()` gives the fitted model as a
+      `keras.Model` for export): the statistical family (shared: `fit_intercept`) and classical's
+      `decision_tree`, `random_forest` and `svm` (shared: `task`, `"classification"` or
+      `"regression"`, and scikit-learn's parameters).
 
     `name` is positional-only, so a builder's own `name=` argument (the Keras model name) passes through.
 
     Example:
         >>> model = keras_models.build("mlp", input_shape=(64,), num_classes=10)
+        >>> model.fit(x, y)
+        >>> logit = keras_models.build("logistic_regression").fit(X, y)
     """
     return get_model_info(name).builder(**config)

@@ -1,85 +1,118 @@
-"""Compiling models for training, with XLA where it measures faster.
+"""Compiling models for training: whether `fit` compiles its step, on every backend, and the proof.
 
 Keras quietly turns `jit_compile=True` off when a layer declares `supports_jit = False`, and
-`jit_compile="auto"` means "no XLA" on a CPU-only machine. `compile_model` makes the choice explicit:
-it picks a default per device and family from the measurements in BENCHMARKS.md, accepts an override,
-and raises instead of downgrading. `xla_step_report` proves that the step `fit()` runs is compiled.
+`jit_compile="auto"` means "no XLA" on a CPU-only TensorFlow machine. `resolve_jit_compile` makes the
+choice explicit: it takes the default of the family on this backend and device from
+`keras_models.families` (measured on TensorFlow, see BENCHMARKS.md), accepts an override, and raises
+instead of downgrading. `compile_model` and every model with its own `compile` go through it.
+`xla_step_report` proves what it can about the step `fit()` runs: its HLO on TensorFlow and JAX, that it
+is `torch.compile`d on PyTorch.
+
+TensorFlow is imported only on the TensorFlow backend.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import types
 
 import keras
-import tensorflow as tf
 
-# Whether XLA is the default on a CPU-only machine, per family. Measured by
-# `benchmarks/xla_vs_default.py` on two CPU cores (BENCHMARKS.md, "XLA or not"); XLA is the default only
-# where a representative model trained at least 1.10 times as fast with it. It did for the LSTM (x1.5:
-# XLA fuses the per-step loop) and the DCGAN generator + discriminator (x1.55). It lost for convolutions
-# (x0.6, oneDNN's kernels are faster), for small dense and linear models (x0.7-0.9, inside the noise at
-# best), and badly for every model that draws random numbers in its step (MLP with dropout x0.11,
-# transformer block with dropout x0.09, VAE sampling x0.58): Keras' Dropout and `keras.random.*` use
-# TensorFlow's stateless RNG with its default algorithm, which XLA compiles into a generator about 50
-# times slower on CPU. On a GPU, XLA is the default for every family.
-CPU_XLA_DEFAULTS = {
-    "dense": False,
-    "statistical": False,
-    "classical": False,
-    "recurrent": True,
-    "transformer": False,
-    "cnn": False,
-    "gan": True,
-    "vae": False,
-}
+from keras_models.families import FAMILIES, JitDefaults, get_family
+
+# A model of no family compiles its step wherever a compiled step is the rule: XLA on TensorFlow (CPU
+# too), jit on JAX, eager on PyTorch.
+_NO_FAMILY = JitDefaults(tensorflow_cpu=True)
+
+# Whether XLA is the default on a CPU-only TensorFlow machine, per family: a read-only view of
+# `keras_models.families.FAMILIES`, where the values and their measurements live.
+CPU_XLA_DEFAULTS = types.MappingProxyType({name: family.jit.tensorflow_cpu for name, family in FAMILIES.items()})
 
 
 class XLACompileError(RuntimeError):
-    """Raised when XLA was requested but the step cannot or will not be XLA-compiled."""
+    """Raised when a compiled step was requested but the step cannot or will not be compiled."""
 
 
 @functools.lru_cache(maxsize=None)
 def has_accelerator() -> bool:
-    """True when TensorFlow sees a GPU or TPU."""
-    return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    """True when the Keras backend sees a GPU or TPU (asked of TensorFlow, JAX or PyTorch itself)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
+        return any(device.device_type != "CPU" for device in tf.config.list_physical_devices())
+    if backend == "jax":
+        import jax
 
-_OVERRIDE: list[bool] = []  # a stack: the innermost `jit_compile_default(...)` block wins
+        return any(device.platform != "cpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
 
-
-@contextlib.contextmanager
-def jit_compile_default(value: bool):
-    """Within the block, builders that are not given `jit_compile` use `value` instead of the default.
-
-    `keras-models tour` uses it to train every family with XLA (the default) or with each family's
-    measured CPU default (`--xla default`).
-    """
-    if value not in (True, False):
-        raise ValueError(f"jit_compile_default takes True or False; got {value!r}.")
-    _OVERRIDE.append(value)
-    try:
-        yield
-    finally:
-        _OVERRIDE.pop()
+        return torch.cuda.is_available()
+    return False
 
 
 def default_jit_compile(family: str | None = None) -> bool:
-    """The XLA default for `family` on this machine: always on a GPU, per measurements on a CPU."""
-    if family is not None and family not in CPU_XLA_DEFAULTS:
-        raise ValueError(
-            f"Unknown family {family!r} for default_jit_compile; known: {sorted(CPU_XLA_DEFAULTS)}."
-        )
-    if _OVERRIDE:
-        return _OVERRIDE[-1]
-    if has_accelerator() or family is None:
-        return True
-    return CPU_XLA_DEFAULTS[family]
+    """Whether `fit` compiles the step of a `family` model by default, on this backend and device.
+
+    TensorFlow: XLA on a GPU or TPU, on a CPU per the family's measurements. JAX: always jitted.
+    PyTorch: eager. `family=None` (a model of no family) follows XLA on TensorFlow's CPU too.
+    See `keras_models.families`.
+    """
+    jit = _NO_FAMILY if family is None else get_family(family).jit
+    return jit.value(keras.backend.backend(), has_accelerator())
 
 
 def layers_without_xla(model: keras.Model) -> list[str]:
     """Names of the layers of `model` (nested too) that declare `supports_jit = False`."""
     return [layer.name for layer in model._flatten_layers() if not layer.supports_jit]
+
+
+def resolve_jit_compile(model: keras.Model, jit_compile: bool | None, family: str | None, *,
+                        run_eagerly: bool = False) -> bool:
+    """The `jit_compile` to pass to `keras.Model.compile` for `model`, checked.
+
+    Args:
+        model: the model about to be compiled.
+        jit_compile: `True` or `False` to force a compiled step on or off; `None` for
+            `default_jit_compile(family)`.
+        family: the model's family (a key of `keras_models.families.FAMILIES`) or `None`.
+        run_eagerly: as for `keras.Model.compile`; an eager step is never compiled.
+
+    Returns:
+        The value to compile with. The default yields to layers that declare `supports_jit = False`.
+
+    Raises:
+        ValueError: `jit_compile` is not `True`, `False` or `None`; `jit_compile=True` with
+            `run_eagerly=True`; an unknown `family`.
+        XLACompileError: `jit_compile=True` was asked for and layers of `model` cannot be compiled.
+    """
+    if not (jit_compile is None or isinstance(jit_compile, bool)):
+        raise ValueError(f"jit_compile must be True, False or None; got jit_compile={jit_compile!r}.")
+    if run_eagerly and jit_compile:
+        raise ValueError("jit_compile=True cannot be combined with run_eagerly=True.")
+    default = default_jit_compile(family)
+    if run_eagerly:
+        return False
+    requested = default if jit_compile is None else jit_compile
+    if requested:
+        blocking = layers_without_xla(model)
+        if blocking:
+            if jit_compile is None:
+                return False  # the default yields to layers that cannot compile; explicit asks fail.
+            raise XLACompileError(
+                f"jit_compile=True was requested for {model.name!r} but these layers do not support "
+                f"it: {blocking}."
+            )
+    return requested
+
+
+def check_jit_compile_kept(model: keras.Model, requested: bool) -> None:
+    """Raises `XLACompileError` if Keras changed `model.jit_compile` from `requested` while compiling."""
+    if bool(model.jit_compile) != requested:
+        raise XLACompileError(
+            f"Keras changed jit_compile from {requested} to {model.jit_compile} for {model.name!r}."
+        )
 
 
 def compile_model(
@@ -92,54 +125,45 @@ def compile_model(
     family: str | None = None,
     **compile_kwargs,
 ) -> keras.Model:
-    """Compiles `model` with the library's XLA policy and returns it.
+    """Compiles `model` with the library's jit policy and returns it.
 
     Args:
         model: the Keras model to compile.
         optimizer, loss, metrics: as for `keras.Model.compile`.
-        jit_compile: `True` or `False` to force XLA on or off; `None` for the default of `family` on
-            this device (`default_jit_compile`).
+        jit_compile: `True` or `False` to force a compiled step on or off; `None` for the default of
+            `family` on this backend and device (`default_jit_compile`).
         family: the model family, used for the default.
         **compile_kwargs: passed to `keras.Model.compile`.
 
     Raises:
-        XLACompileError: `jit_compile=True` was asked for and Keras would silently run without XLA.
+        XLACompileError: `jit_compile=True` was asked for and Keras would silently run without it.
     """
-    if jit_compile not in (None, True, False):
-        raise ValueError(f"jit_compile must be True, False or None; got {jit_compile!r}.")
-    if compile_kwargs.get("run_eagerly") and jit_compile:
-        raise ValueError("jit_compile=True cannot be combined with run_eagerly=True.")
-    requested = default_jit_compile(family) if jit_compile is None else jit_compile
-    if requested:
-        blocking = layers_without_xla(model)
-        if blocking:
-            if jit_compile is None:
-                requested = False  # the default yields to layers that cannot compile; explicit asks fail.
-            else:
-                raise XLACompileError(
-                    f"jit_compile=True was requested but these layers do not support XLA: {blocking}."
-                )
+    requested = resolve_jit_compile(
+        model, jit_compile, family, run_eagerly=bool(compile_kwargs.get("run_eagerly"))
+    )
     model.compile(
         optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=requested, **compile_kwargs
     )
-    if bool(model.jit_compile) != requested:
-        raise XLACompileError(
-            f"Keras changed jit_compile from {requested} to {model.jit_compile} for {model.name!r}."
-        )
+    check_jit_compile_kept(model, requested)
     return model
 
 
-def _step_functions(train_function):
-    """The `tf.function`s reachable through the closures of Keras' train function."""
-    found, stack, seen = [], [train_function], set()
+# --------------------------------------------------------------------------------------------------
+# Proving that the step fit() runs is compiled
+
+
+def _reachable_callables(function):
+    """`function` and every callable reachable through closures (and `tf.function`s' Python code)."""
+    stack, seen = [function], set()
     while stack:
         fn = stack.pop()
         if id(fn) in seen:
             continue
         seen.add(id(fn))
-        if isinstance(fn, tf.types.experimental.PolymorphicFunction):
-            found.append(fn)
-            fn = getattr(fn, "_python_function", None)
+        yield fn
+        inner = getattr(fn, "_python_function", None)  # a tf.function's traced Python function
+        if inner is not None:
+            stack.append(inner)
         for cell in getattr(fn, "__closure__", None) or ():
             try:
                 value = cell.cell_contents
@@ -147,44 +171,99 @@ def _step_functions(train_function):
                 continue
             if callable(value):
                 stack.append(value)
-    return found
+
+
+def _step_functions(train_function):
+    """The `tf.function`s reachable through the closures of Keras' TensorFlow train function."""
+    import tensorflow as tf
+
+    return [fn for fn in _reachable_callables(train_function)
+            if isinstance(fn, tf.types.experimental.PolymorphicFunction)]
+
+
+def _count_hlo(hlo_text: str) -> int:
+    return sum(1 for line in hlo_text.splitlines() if " = " in line)
+
+
+def _batch(data):
+    return data if isinstance(data, tuple) else (data,)
+
+
+def _tensorflow_report(model, data):
+    import tensorflow as tf
+
+    compiled = [fn for fn in _step_functions(model.train_function) if getattr(fn, "_jit_compile", False)]
+    report = {"step_jit_compile": bool(compiled), "hlo_instructions": 0,
+              "proof": "HLO of the XLA-compiled tf.function that fit() calls"}
+    if compiled:
+        batch = tuple(tf.convert_to_tensor(part) for part in _batch(data))
+        hlo = compiled[0].experimental_get_compiler_ir(batch)(stage="hlo")
+        report["hlo_instructions"] = _count_hlo(hlo)
+    return report
+
+
+def _jax_report(model, data):
+    # Keras' JAX trainer wraps `jax.jit(train_step)` in the train function when the step is compiled
+    # (keras/src/backend/jax/trainer.py, make_train_function); a jitted function has `.lower`.
+    jitted = [fn for fn in _reachable_callables(model.train_function) if callable(getattr(fn, "lower", None))]
+    report = {"step_jit_compile": bool(jitted), "hlo_instructions": 0,
+              "proof": "HLO of the jax.jit-compiled step that fit() calls"}
+    if jitted:
+        state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                     optimizer_variables=True, metrics_variables=True)
+        batch = tuple(keras.ops.convert_to_tensor(part) for part in _batch(data))
+        lowered = jitted[0].lower(state, batch)
+        report["hlo_instructions"] = _count_hlo(lowered.as_text(dialect="hlo"))
+    return report
+
+
+def _torch_report(model, data):
+    # Keras' PyTorch trainer sets `train_function = torch.compile(one_step_on_data)` when jit_compile is
+    # on; torch.compile marks the callable it returns with `_torchdynamo_orig_callable`. Its graphs are
+    # Inductor's, not XLA's: there is no HLO to count.
+    compiled = any(hasattr(fn, "_torchdynamo_orig_callable") for fn in _reachable_callables(model.train_function))
+    return {"step_jit_compile": compiled, "hlo_instructions": 0,
+            "proof": "the train function fit() calls is torch.compile'd (no HLO on PyTorch)"}
+
+
+_REPORTS = {"tensorflow": _tensorflow_report, "jax": _jax_report, "torch": _torch_report}
 
 
 def xla_step_report(model: keras.Model, data) -> dict:
-    """Proves whether the training step that `fit()` runs is XLA-compiled.
+    """Says whether the training step that `fit()` runs is compiled, with what proof this backend allows.
 
-    Runs one `train_on_batch` on `data` (a `(x, y)` tuple or `x` alone) if the train function does not
-    exist yet, finds the per-step `tf.function` inside Keras' train function, and asks XLA for its HLO.
+    If the train function does not exist yet, it is made the way `fit()` makes it: by one
+    `train_on_batch` on `data` (a `(x, y)` tuple or `x` alone) on TensorFlow and JAX, by
+    `make_train_function()` alone on PyTorch (running it would start a `torch.compile`).
 
     Returns:
-        A dict with `jit_compile` (the model's flag), `step_jit_compile` (the flag of the step function
-        `fit()` calls), and `hlo_instructions` (the number of HLO instructions XLA produced, 0 when the
-        step is not compiled).
+        A dict with `backend` (the Keras backend), `jit_compile` (the model's flag), `step_jit_compile`
+        (whether the step `fit()` calls is compiled: an XLA `tf.function` on TensorFlow, a `jax.jit`
+        function on JAX, a `torch.compile`d function on PyTorch), `hlo_instructions` (the number of
+        HLO instructions of the compiled step on TensorFlow and JAX; 0 when it is not compiled, and
+        always 0 on PyTorch), and `proof` (what the report rests on, in words).
     """
+    backend = keras.backend.backend()
+    if backend not in _REPORTS:
+        raise ValueError(f"xla_step_report supports the tensorflow, jax and torch backends; got {backend!r}.")
     if model.train_function is None:
-        if isinstance(data, tuple):
-            model.train_on_batch(*data)
+        if backend == "torch":
+            model.make_train_function()
         else:
-            model.train_on_batch(data)
-    functions = _step_functions(model.train_function)
-    compiled = [fn for fn in functions if getattr(fn, "_jit_compile", False)]
-    report = {
-        "jit_compile": bool(model.jit_compile),
-        "step_jit_compile": bool(compiled),
-        "hlo_instructions": 0,
-    }
-    if compiled:
-        step = compiled[0]
-        batch = data if isinstance(data, tuple) else (data,)
-        batch = tuple(tf.convert_to_tensor(part) for part in batch)
-        hlo = step.experimental_get_compiler_ir(batch)(stage="hlo")
-        report["hlo_instructions"] = sum(1 for line in hlo.splitlines() if " = " in line)
+            model.train_on_batch(*_batch(data))
+    report = {"backend": backend, "jit_compile": bool(model.jit_compile)}
+    report.update(_REPORTS[backend](model, data))
     return report
 
 
 def assert_xla_compiled(model: keras.Model, data) -> dict:
-    """Like `xla_step_report`, but raises `XLACompileError` unless the step is really compiled."""
+    """Like `xla_step_report`, but raises `XLACompileError` unless the step is really compiled.
+
+    On TensorFlow and JAX that means HLO instructions were found; on PyTorch, that the step is
+    `torch.compile`d.
+    """
     report = xla_step_report(model, data)
-    if not (report["jit_compile"] and report["step_jit_compile"] and report["hlo_instructions"]):
+    proven = report["hlo_instructions"] > 0 or report["backend"] == "torch"
+    if not (report["jit_compile"] and report["step_jit_compile"] and proven):
         raise XLACompileError(f"The training step of {model.name!r} is not XLA-compiled: {report}.")
     return report

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -57,22 +61,96 @@ def test_export_errors_are_messages_not_tracebacks(saved_mlp, tmp_path):
         cli.main(["inspect", str(corrupt)])
 
 
+def test_export_refuses_an_empty_or_truncated_keras_file_by_name(saved_mlp, tmp_path):
+    _, path = saved_mlp
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for bad in (empty, truncated):
+        with pytest.raises(SystemExit, match=f"{bad.name}.* is not a valid .keras archive") as caught:
+            cli.main(["export", str(bad), "--tflite", str(tmp_path / "x.tflite")])
+        assert "not found" not in str(caught.value).lower()
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_export_loads_a_model_trained_under_jax(tmp_path):
+    """A .keras file is backend-independent: trained and saved on JAX, exported here on TensorFlow, the
+    files give JAX's outputs."""
+    import export
+
+    script = (
+        "import numpy as np, keras, keras_models\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(64, 6)).astype('float32'); y = (x[:, 0] > 0).astype('int32')\n"
+        "model = keras_models.build('mlp', input_shape=(6,), num_classes=2, hidden_units=(8,))\n"
+        "model.fit(x, y, epochs=2, verbose=0)\n"
+        f"model.save({str(tmp_path / 'mlp.keras')!r})\n"
+        f"np.savez({str(tmp_path / 'jax.npz')!r}, x=x[:8], y=keras.ops.convert_to_numpy(model(x[:8])),\n"
+        "         backend=keras.backend.backend())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], env=dict(os.environ, KERAS_BACKEND="jax"), check=True,
+                   timeout=600)
+    saved = np.load(tmp_path / "jax.npz")
+    assert str(saved["backend"]) == "jax"
+    tflite, onnx = tmp_path / "m.tflite", tmp_path / "m.onnx"
+    assert cli.main(["export", str(tmp_path / "mlp.keras"), "--tflite", str(tflite), "--onnx", str(onnx)]) == 0
+    for artifact in (tflite, onnx):
+        (outputs,) = export.run_artifact(artifact, saved["x"])
+        np.testing.assert_allclose(outputs, saved["y"], rtol=0, atol=1e-5)
+
+
+def test_help_and_argument_errors_import_no_heavy_module():
+    """`--help`, a subcommand's help and an unknown tour family answer without TensorFlow or Keras."""
+    script = (
+        "import sys\n"
+        "from export import cli\n"
+        "for argv in (['--help'], ['tour', '--help'], ['export', '--help'], ['tour', '--families', 'nosuch']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('tensorflow', 'keras', 'keras_models', 'jax', 'torch', 'onnx', 'tf2onnx', 'export.tflite')\n"
+        "print('loaded:', sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert "usage: keras-models" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
+def test_tour_unknown_family_is_one_error_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["tour", "--families", "dense", "nosuch"])
+    message = str(caught.value)
+    assert message.startswith("error: ") and "'nosuch'" in message and "dense" in message
+    assert "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="nosuch"):
+        run_tour(output_dir=tmp_path / "out", families=["nosuch"], verbose=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_tour_trains_exports_and_verifies(tmp_path, capsys):
     rows = run_tour(output_dir=tmp_path, families=["dense"], verbose=False)
     (row,) = rows
-    assert row.error is None
+    assert row.error is None and row.skipped is None
     assert row.xla is True  # the tour trains with XLA unless told otherwise
     assert row.metric > 0.9  # breast cancer MLP held-out accuracy
     assert row.tflite_diff < 1e-5 and row.onnx_diff < 1e-5
     assert row.tflite_bytes == (tmp_path / "dense_mlp.tflite").stat().st_size
     table = capsys.readouterr().out
-    assert "TFLite max diff" in table and "dense" in table
+    assert "TFLite max diff" in table and "Trained on TensorFlow. XLA:" in table
+    assert not (tmp_path / "dense_mlp.keras").exists()  # on TensorFlow export runs in this process
 
 
-def test_tour_with_measured_defaults_reports_them(tmp_path, monkeypatch):
-    from keras_models import training
+def test_tour_passes_jit_compile_to_the_builders(tmp_path):
+    (off,) = run_tour(output_dir=tmp_path, families=["dense"], verbose=False, xla=False, epochs=1)
+    assert off.error is None and off.xla is False
+    (default,) = run_tour(output_dir=tmp_path, families=["dense"], verbose=False, xla=None, epochs=1)
+    assert default.error is None and default.xla is keras_models.default_jit_compile("dense")
 
-    monkeypatch.setitem(training.CPU_XLA_DEFAULTS, "dense", False)
-    monkeypatch.setattr(training, "has_accelerator", lambda: False)
-    (row,) = run_tour(output_dir=tmp_path, families=["dense"], verbose=False, xla=None)
-    assert row.error is None and row.xla is False
+
+def test_tour_epochs_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="epochs=0"):
+        run_tour(output_dir=tmp_path, families=["dense"], verbose=False, epochs=0)

@@ -1,8 +1,12 @@
+import inspect
+
 import keras
 import numpy as np
 import pytest
+import sklearn.base
 
 import keras_models
+from keras_models.families import ESTIMATOR, FAMILIES, MODEL
 from keras_models.registry import register_model
 
 
@@ -40,8 +44,67 @@ def test_unknown_family_is_an_error():
 
 
 def test_duplicate_registration_is_refused():
-    with pytest.raises(ValueError, match="already registered"):
-        register_model("mlp", family="other", description="x")(lambda: None)
+    with pytest.raises(ValueError, match="already registered by family 'dense'"):
+        register_model("mlp", family="cnn", description="x")(lambda: None)
+
+
+def test_registering_into_an_undeclared_family_is_refused():
+    with pytest.raises(ValueError, match="Unknown family 'other'; known families: .*'cnn'"):
+        register_model("brand_new", family="other", description="x")
+    assert "brand_new" not in {info.name for info in keras_models.list_models()}
+
+
+def test_family_table_and_registry_agree():
+    registered = {info.family for info in keras_models.list_models()}
+    assert registered == set(FAMILIES)
+    for family in FAMILIES.values():
+        assert family.module.startswith("keras_models.") and family.description and family.returns
+        assert set(family.builds) <= {MODEL, ESTIMATOR} and family.builds
+
+
+def _names_its_arguments(builder):
+    """False for builders that forward `**kwargs` (GAN variants, scikit-learn wrappers): the contract
+    builds below cover them."""
+    kinds = {p.kind for p in inspect.signature(builder).parameters.values()}
+    return inspect.Parameter.VAR_KEYWORD not in kinds
+
+
+@pytest.mark.parametrize("info", [info for info in keras_models.list_models() if _names_its_arguments(info.builder)],
+                         ids=lambda info: info.name)
+def test_builders_accept_their_family_shared_arguments(info):
+    parameters = inspect.signature(info.builder).parameters
+    shared = FAMILIES[info.family].builds.values()
+    assert any(set(arguments) <= set(parameters) for arguments in shared), (
+        f"{info.name} lacks the shared arguments of family {info.family!r}: {list(shared)}"
+    )
+
+
+# One small build per family and kind, with every shared argument given: what comes back is what the
+# family's entry says.
+_CONTRACT_CASES = [
+    ("mlp", MODEL, dict(input_shape=(6,), num_classes=3, head="softmax", name="m", compile=True, jit_compile=False)),
+    ("simple_cnn", MODEL, dict(input_shape=(12, 12, 1), num_classes=3, head="sigmoid", include_top=True,
+                               pooling=None, name="m", compile=True, jit_compile=False)),
+    ("linear_svm", MODEL, dict(input_shape=(6,), num_classes=3, name="m", compile=True, jit_compile=False)),
+    ("dcgan", MODEL, dict(image_shape=(8, 8, 1), num_classes=None, latent_dim=8, pixel_range=(0.0, 1.0),
+                          name="m", compile=True, jit_compile=False)),
+    ("random_forest", ESTIMATOR, dict(task="regression", n_estimators=3)),
+    ("logistic_regression", ESTIMATOR, dict(fit_intercept=False)),
+]
+
+
+@pytest.mark.parametrize("name, kind, config", _CONTRACT_CASES, ids=[case[0] for case in _CONTRACT_CASES])
+def test_build_returns_what_the_family_table_says(name, kind, config):
+    family = FAMILIES[keras_models.get_model_info(name).family]
+    assert set(family.builds[kind]) <= set(config)
+    built = keras_models.build(name, **config)
+    if kind == MODEL:
+        assert isinstance(built, keras.Model) and built.name == "m"
+        assert built.compiled and built.optimizer is not None and built.jit_compile is False
+    else:
+        assert not isinstance(built, keras.Model)
+        assert callable(built.fit) and callable(built.to_keras)
+        assert sklearn.base.clone(built).get_params() == built.get_params()
 
 
 def test_builder_arguments_are_validated():

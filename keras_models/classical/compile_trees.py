@@ -26,6 +26,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_models.checks import check_features
+
 STRATEGIES = ("auto", "matmul", "perfect", "gather")
 
 # The rule behind strategy="auto": matmul up to depth 4 (its work grows with splits x leaves), the
@@ -391,6 +393,7 @@ class TreeEnsemble(keras.layers.Layer):
         return child + tree_start
 
     def call(self, x):
+        check_features(x.shape, self.n_features, self.name)
         ops = keras.ops
         x = ops.cast(x, "float32")
         if self.strategy == "matmul":

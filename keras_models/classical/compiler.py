@@ -36,15 +36,21 @@ def _sklearn_estimator(estimator):
     """The scikit-learn estimator inside one of our wrappers, or `estimator` itself, checked."""
     from sklearn.utils.validation import check_is_fitted
 
-    inner = getattr(estimator, "estimator_", None)
-    if inner is not None and type(estimator).__module__.startswith("keras_models"):
-        estimator = inner
+    from keras_models.classical.estimators import _Wrapped
+
+    if isinstance(estimator, _Wrapped):
+        check_is_fitted(estimator, "estimator_")  # our wrapper, not fitted yet: sklearn's NotFittedError
+        estimator = estimator.estimator_
     kind = type(estimator).__name__
     if kind not in SUPPORTED_ESTIMATORS or not type(estimator).__module__.startswith("sklearn"):
         raise TypeError(
             f"compile_sklearn does not support {type(estimator).__module__}.{kind}; supported "
             f"scikit-learn estimators: {', '.join(SUPPORTED_ESTIMATORS)}."
         )
+    kernel = getattr(estimator, "kernel", None)
+    if kind in ("SVC", "SVR") and (callable(kernel) or kernel not in KERNELS):
+        # before check_is_fitted and n_features_in_, which a callable kernel's fit does not set
+        raise ValueError(f"{kind} with kernel={kernel!r} cannot be compiled; supported kernels: {KERNELS}.")
     check_is_fitted(estimator)  # raises sklearn's NotFittedError with its own message
     return estimator
 
@@ -149,11 +155,7 @@ def _svm_outputs(estimator, kind, inputs, output, name):
         layer.set_support(np.eye(n_features), coef.T, intercept)
         return layer(inputs)
 
-    kernel = estimator.kernel
-    if callable(kernel) or kernel not in KERNELS:
-        raise ValueError(
-            f"{kind} with kernel={kernel!r} cannot be compiled; supported kernels: {KERNELS}."
-        )
+    kernel = estimator.kernel  # one of KERNELS, checked by _sklearn_estimator
     support_vectors = estimator.support_vectors_
     if hasattr(support_vectors, "toarray"):
         support_vectors = support_vectors.toarray()

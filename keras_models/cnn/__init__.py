@@ -9,8 +9,6 @@ Every builder shares `input_shape, num_classes, head, include_top, pooling, name
 
 from __future__ import annotations
 
-import time
-
 from keras_models.cnn.alexnet import alexnet
 from keras_models.cnn.inception import googlenet, inception_v3
 from keras_models.cnn.lenet import lenet5
@@ -28,7 +26,6 @@ from keras_models.cnn.simple import simple_cnn
 from keras_models.cnn.text import text_cnn
 from keras_models.cnn.video import SpatioTemporalMaxPooling, video_cnn
 from keras_models.cnn.vgg import vgg16, vgg19
-from keras_models.tour import TourResult, tour_case
 
 __all__ = [
     "SpatioTemporalMaxPooling",
@@ -50,16 +47,3 @@ __all__ = [
     "vgg19",
     "video_cnn",
 ]
-
-
-@tour_case("cnn", "lenet5")
-def _tour_lenet5(verbose: bool):
-    from keras_models.data import load_digits
-
-    (x_train, y_train), (x_test, y_test) = load_digits(32)
-    model = lenet5(input_shape=(32, 32, 1), num_classes=10)
-    start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=12, batch_size=32, verbose=1 if verbose else 0)
-    seconds = time.perf_counter() - start
-    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    return TourResult("cnn", "lenet5", model, "accuracy", accuracy, seconds, x_test[:16])

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_models.dense import _HEADS, classifier_head, head_loss
+from keras_models.checks import CheckedModel, check_shape
+from keras_models.heads import check_head, classifier_head, head_loss
 from keras_models.training import compile_model
 
 POOLINGS = (None, "avg", "max")
@@ -29,22 +30,14 @@ def check_common(input_shape, num_classes, head, include_top, pooling, name, *, 
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string; got name={name!r}.")
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        raise ValueError(f"input_shape must be a tuple of {rank} integers; got input_shape={input_shape!r}.")
-    if len(shape) != rank or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise ValueError(
-            f"input_shape must be a tuple of {rank} positive integers for {name!r}; got input_shape={input_shape!r}."
-        )
+    shape = check_shape(input_shape, "input_shape", rank=rank)
     spatial = shape if rank == 1 else shape[:-1]
     if any(d < min_size for d in spatial):
         raise ValueError(
             f"input_shape={input_shape!r} is too small for {name!r}: every spatial axis must be at least "
             f"{min_size}."
         )
-    if head not in _HEADS:
-        raise ValueError(f"head must be one of {_HEADS}; got head={head!r}.")
+    check_head(head)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
     if head == "softmax" and num_classes == 1 and include_top:
@@ -107,12 +100,15 @@ def finish_model(
         include_top: `True` for `top` + `classifier_head`; `False` for `global_pool(features, pooling)`.
         compile: compile with the head's loss through `keras_models.compile_model(family="cnn")`.
         jit_compile: `None` for the library's default, or `True`/`False`.
+
+    Returns:
+        A `CheckedModel`: a functional `keras.Model` whose `fit` and `evaluate` check their arrays.
     """
     if include_top:
         outputs = classifier_head(top(features), num_classes, head, name)
     else:
         outputs = global_pool(features, pooling, name)
-    model = keras.Model(inputs, outputs, name=name)
+    model = CheckedModel(inputs, outputs, name=name)
     if compile:
         if include_top:
             loss, metrics = head_loss(head, num_classes)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_models.gradients import input_gradient
+
 LOSSES = ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge")
 
 
@@ -73,12 +75,7 @@ def discriminator_accuracy(loss: str, real_scores, fake_scores):
 
 
 def _input_gradient_norms(critic, images, extra_inputs):
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        tape.watch(images)
-        scores = critic(images, *extra_inputs)
-    gradients = tape.gradient(scores, images)  # (batch, h, w, c)
+    gradients = input_gradient(lambda x: critic(x, *extra_inputs), images)  # (batch, h, w, c)
     axes = list(range(1, len(images.shape)))
     return ops.sum(ops.square(gradients), axis=axes)  # (batch,)
 
@@ -87,8 +84,8 @@ def gradient_penalty(critic, real, fake, seed_generator, extra_inputs=()):
     """WGAN-GP's penalty (Gulrajani et al., 2017): `E[(||grad_x critic(x_hat)||_2 - 1)^2]` at random
     points `x_hat` on lines between real and generated samples.
 
-    The inner gradient runs on its own tape nested inside the caller's, so the penalty's gradient with
-    respect to the critic's weights (a second derivative) reaches the caller's tape.
+    The inner gradient stays differentiable (`keras_models.gradients.input_gradient`), so the penalty's
+    gradient with respect to the critic's weights (a second derivative) reaches the critic's update.
 
     Args:
         critic: `critic(images, *extra_inputs) -> scores`.

@@ -7,17 +7,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models import gradients
 from keras_models.gan import losses
-from keras_models.gan.base import GAN, _check_count, _serialize, check_images
+from keras_models.checks import check_count, check_images
+from keras_models.gan.base import GAN, _serialize
 from keras_models.gan.networks import stylegan_generator
 
 _PACKAGE = "keras_models"
-
-
-def _tape():
-    import tensorflow as tf
-
-    return tf.GradientTape()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,35 +64,35 @@ class InfoGAN(GAN):
         squared_error = ops.mean(ops.square(continuous - continuous_estimates)) if self.num_continuous else 0.0
         return self.info_weight * (cross_entropy + self.continuous_weight * squared_error)
 
-    def train_step(self, data):
-        real, _ = self._unpack(data)
+    def adversarial_step(self, data):
+        real, _ = self.unpack_images(data)
         batch = ops.shape(real)[0]
         d_variables, g_variables = self.discriminator_variables(), self.generator_variables()
         for _ in range(self.n_critic):
             category, continuous = self._sample_codes(batch)
             fake = self.generator([self.sample_latent(batch), category, continuous], training=True)
-            with _tape() as tape:
+            fake = ops.stop_gradient(fake)
+
+            def d_loss_fn():
                 real_scores = self.discriminator(self._with_instance_noise(real), training=True)[0]
                 fake_scores, category_logits, estimates = self.discriminator(self._with_instance_noise(fake), training=True)
                 d_loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores, self.label_smoothing)
                 info_loss = self._info_loss(category, continuous, category_logits, estimates)
-                total = d_loss + info_loss
-            gradients = tape.gradient(total, d_variables)
-            self.d_optimizer.apply_gradients(zip(gradients, d_variables))
+                accuracy = losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores)
+                return d_loss + info_loss, (d_loss, info_loss, accuracy)
+
+            _, (d_loss, info_loss, d_accuracy) = gradients.minimize(d_loss_fn, d_variables, self.d_optimizer)
         category, continuous = self._sample_codes(batch)
-        with _tape() as tape:
-            fake = self.generator([self.sample_latent(batch), category, continuous], training=True)
+        z = self.sample_latent(batch)
+
+        def g_loss_fn():
+            fake = self.generator([z, category, continuous], training=True)
             fake_scores, category_logits, estimates = self.discriminator(fake, training=True)
             g_loss = losses.generator_loss(self.loss_name, fake_scores)
-            g_info = self._info_loss(category, continuous, category_logits, estimates)
-            g_total = g_loss + g_info
-        gradients = tape.gradient(g_total, g_variables)
-        self.g_optimizer.apply_gradients(zip(gradients, g_variables))
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(g_loss)
-        self.d_accuracy_tracker.update_state(losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores))
-        self.info_tracker.update_state(info_loss)
-        return {m.name: m.result() for m in self.metrics}
+            return g_loss + self._info_loss(category, continuous, category_logits, estimates), g_loss
+
+        _, g_loss = gradients.minimize(g_loss_fn, g_variables, self.g_optimizer)
+        return self.update_trackers(d_loss=d_loss, g_loss=g_loss, d_accuracy=d_accuracy, info_loss=info_loss)
 
     def generate_from_latents(self, latents, labels=None, continuous=None, seed=None):
         """Images for latents `(n, latent_dim)`, categorical codes `labels` (cycled when `None`) and
@@ -105,7 +101,7 @@ class InfoGAN(GAN):
         if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
             raise ValueError(f"latents must have shape (n, {self.latent_dim}); got {latents.shape}.")
         count = len(latents)
-        labels = self._labels_for(labels, count)
+        labels = self.labels_for(labels, count)
         if continuous is None:
             continuous = np.random.default_rng(seed).uniform(-1.0, 1.0, (count, self.num_continuous))
         continuous = np.asarray(continuous, np.float32)
@@ -155,7 +151,7 @@ class _TranslationGAN(GAN):
     def generate(self, num_samples, labels=None, seed=None, source=None):
         """Translations of the first `num_samples` of `source`: these models draw no latents, so the
         source images are required; `labels` and `seed` are not used."""
-        count = _check_count(num_samples)
+        count = check_count(num_samples)
         if source is None:
             raise ValueError(f"{self.name} translates images: call generate(num_samples, source=images).")
         if labels is not None:
@@ -188,26 +184,26 @@ class Pix2Pix(_TranslationGAN):
     def metrics(self):
         return super().metrics + [self.l1_tracker]
 
-    def train_step(self, data):
+    def adversarial_step(self, data):
         source, target, _ = keras.utils.unpack_x_y_sample_weight(data)
-        d_variables, g_variables = self.discriminator_variables(), self.generator_variables()
         fake = ops.stop_gradient(self.generator(source, training=True))
-        with _tape() as tape:
+
+        def d_loss_fn():
             real_scores = self.discriminator([source, self._with_instance_noise(target)], training=True)
             fake_scores = self.discriminator([source, self._with_instance_noise(fake)], training=True)
             d_loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores, self.label_smoothing)
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
-        with _tape() as tape:
+            return d_loss, losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores)
+
+        d_loss, d_accuracy = gradients.minimize(d_loss_fn, self.discriminator_variables(), self.d_optimizer)
+
+        def g_loss_fn():
             fake = self.generator(source, training=True)
             adversarial = losses.generator_loss(self.loss_name, self.discriminator([source, fake], training=True))
             l1 = ops.mean(ops.abs(target - fake))
-            g_loss = adversarial + self.l1_weight * l1
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(adversarial)
-        self.d_accuracy_tracker.update_state(losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores))
-        self.l1_tracker.update_state(l1)
-        return {m.name: m.result() for m in self.metrics}
+            return adversarial + self.l1_weight * l1, (adversarial, l1)
+
+        _, (adversarial, l1) = gradients.minimize(g_loss_fn, self.generator_variables(), self.g_optimizer)
+        return self.update_trackers(d_loss=d_loss, g_loss=adversarial, d_accuracy=d_accuracy, l1=l1)
 
     def get_config(self):
         return {**super().get_config(), "l1_weight": self.l1_weight}
@@ -262,10 +258,10 @@ class CycleGAN(_TranslationGAN):
         ]
         return np.concatenate(parts, axis=0)
 
-    def train_step(self, data):
+    def adversarial_step(self, data):
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        d_variables, g_variables = self.discriminator_variables(), self.generator_variables()
-        with _tape() as tape:
+
+        def g_loss_fn():
             fake_b = self.generator(real_a, training=True)
             fake_a = self.generator_ba(real_b, training=True)
             cycled_a = self.generator_ba(fake_b, training=True)
@@ -278,9 +274,12 @@ class CycleGAN(_TranslationGAN):
                 self.loss_name, self.discriminator(fake_b, training=True)
             ) + losses.generator_loss(self.loss_name, self.discriminator_a(fake_a, training=True))
             g_loss = adversarial + self.cycle_weight * (cycle + self.identity_weight * identity)
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+            return g_loss, (adversarial, cycle, fake_a, fake_b)
+
+        _, (adversarial, cycle, fake_a, fake_b) = gradients.minimize(g_loss_fn, self.generator_variables(), self.g_optimizer)
         fake_a, fake_b = ops.stop_gradient(fake_a), ops.stop_gradient(fake_b)
-        with _tape() as tape:
+
+        def d_loss_fn():
             real_b_scores = self.discriminator(self._with_instance_noise(real_b), training=True)
             fake_b_scores = self.discriminator(self._with_instance_noise(fake_b), training=True)
             real_a_scores = self.discriminator_a(self._with_instance_noise(real_a), training=True)
@@ -288,12 +287,10 @@ class CycleGAN(_TranslationGAN):
             d_loss = losses.discriminator_loss(
                 self.loss_name, real_b_scores, fake_b_scores, self.label_smoothing
             ) + losses.discriminator_loss(self.loss_name, real_a_scores, fake_a_scores, self.label_smoothing)
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(adversarial)
-        self.d_accuracy_tracker.update_state(losses.discriminator_accuracy(self.loss_name, real_b_scores, fake_b_scores))
-        self.cycle_tracker.update_state(cycle)
-        return {m.name: m.result() for m in self.metrics}
+            return d_loss, losses.discriminator_accuracy(self.loss_name, real_b_scores, fake_b_scores)
+
+        d_loss, d_accuracy = gradients.minimize(d_loss_fn, self.discriminator_variables(), self.d_optimizer)
+        return self.update_trackers(d_loss=d_loss, g_loss=adversarial, d_accuracy=d_accuracy, cycle=cycle)
 
     def get_config(self):
         return {
@@ -364,26 +361,26 @@ class SRGAN(_TranslationGAN):
                 loss = loss + self.content_weight * ops.mean(ops.square(r - f))
         return loss
 
-    def train_step(self, data):
+    def adversarial_step(self, data):
         low_res, high_res, _ = keras.utils.unpack_x_y_sample_weight(data)
-        d_variables, g_variables = self.discriminator_variables(), self.generator_variables()
         fake = ops.stop_gradient(self.generator(low_res, training=True))
-        with _tape() as tape:
+
+        def d_loss_fn():
             real_scores = self.discriminator(self._with_instance_noise(high_res), training=True)
             fake_scores = self.discriminator(self._with_instance_noise(fake), training=True)
             d_loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores, self.label_smoothing)
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_variables), d_variables))
-        with _tape() as tape:
+            return d_loss, losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores)
+
+        d_loss, d_accuracy = gradients.minimize(d_loss_fn, self.discriminator_variables(), self.d_optimizer)
+
+        def g_loss_fn():
             fake = self.generator(low_res, training=True)
             adversarial = losses.generator_loss(self.loss_name, self.discriminator(fake, training=True))
             content = self.content_loss(high_res, fake)
-            g_loss = content + self.adversarial_weight * adversarial
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(adversarial)
-        self.d_accuracy_tracker.update_state(losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores))
-        self.content_tracker.update_state(content)
-        return {m.name: m.result() for m in self.metrics}
+            return content + self.adversarial_weight * adversarial, (adversarial, content)
+
+        _, (adversarial, content) = gradients.minimize(g_loss_fn, self.generator_variables(), self.g_optimizer)
+        return self.update_trackers(d_loss=d_loss, g_loss=adversarial, d_accuracy=d_accuracy, content=content)
 
     def get_config(self):
         return {
@@ -445,33 +442,33 @@ class StyleGAN(GAN):
         first = ops.less(ops.arange(self.num_ws)[None, :], crossover)[:, :, None]  # (batch, num_ws, 1)
         return ops.where(first, w1[:, None, :], w2[:, None, :]), w1
 
-    def train_step(self, data):
-        real, _ = self._unpack(data)
+    def adversarial_step(self, data):
+        real, _ = self.unpack_images(data)
         batch = ops.shape(real)[0]
-        d_variables, g_variables = self.discriminator_variables(), self.generator_variables()
         for _ in range(self.n_critic):
             ws, _ = self.mixed_styles(batch)
             fake = ops.stop_gradient(self.synthesis(ws, training=True))
-            with _tape() as tape:
+
+            def d_loss_fn():
                 real_scores = self.discriminator(self._with_instance_noise(real), training=True)
                 fake_scores = self.discriminator(self._with_instance_noise(fake), training=True)
                 d_loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores, self.label_smoothing)
                 penalty = ops.zeros(())
                 if self.r1_weight:
                     penalty = losses.r1_penalty(lambda x: self.discriminator(x, training=True), real)
-                total = d_loss + self.r1_weight * penalty
-            self.d_optimizer.apply_gradients(zip(tape.gradient(total, d_variables), d_variables))
-        with _tape() as tape:
+                accuracy = losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores)
+                return d_loss + self.r1_weight * penalty, (d_loss, accuracy, penalty)
+
+            _, (d_loss, d_accuracy, penalty) = gradients.minimize(d_loss_fn, self.discriminator_variables(), self.d_optimizer)
+
+        def g_loss_fn():
             ws, w1 = self.mixed_styles(batch)
             fake = self.synthesis(ws, training=True)
-            g_loss = losses.generator_loss(self.loss_name, self.discriminator(fake, training=True))
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_variables), g_variables))
+            return losses.generator_loss(self.loss_name, self.discriminator(fake, training=True)), w1
+
+        g_loss, w1 = gradients.minimize(g_loss_fn, self.generator_variables(), self.g_optimizer)
         self.w_avg.assign(self.w_avg_decay * self.w_avg + (1.0 - self.w_avg_decay) * ops.mean(ops.stop_gradient(w1), axis=0))
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(g_loss)
-        self.d_accuracy_tracker.update_state(losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores))
-        self.penalty_tracker.update_state(penalty)
-        return {m.name: m.result() for m in self.metrics}
+        return self.update_trackers(d_loss=d_loss, g_loss=g_loss, d_accuracy=d_accuracy, penalty=penalty)
 
     def styles(self, latents, truncation_psi=1.0):
         """w for `latents` `(n, latent_dim)`, pulled towards the running mean by the truncation trick:
@@ -492,7 +489,7 @@ class StyleGAN(GAN):
 
     def generate(self, num_samples, labels=None, seed=None, truncation_psi=1.0):
         """Images from `num_samples` latents; `truncation_psi < 1` trades variety for fidelity."""
-        self._labels_for(labels, _check_count(num_samples))
+        self.labels_for(labels, check_count(num_samples))
         w = self.styles(self.sample_latents(num_samples, seed), truncation_psi)
         return self.synthesize(np.repeat(w[:, None, :], self.num_ws, axis=1))
 

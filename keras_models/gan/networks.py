@@ -11,21 +11,18 @@ import math
 
 import keras
 
-from keras_models.gan.layers import (
+from keras_models.gan.gan_layers import (
     ConditionalBatchNormalization,
-    InstanceNormalization,
     LearnedConstant,
     MinibatchStdDev,
     ModulatedConv2D,
     NoiseInjection,
     PixelNormalization,
-    PixelShuffle,
     ProjectionScore,
     SelectStyle,
-    SelfAttention2D,
-    SpectralNorm,
     StyleBroadcast,
 )
+from keras_models.layers import InstanceNormalization, PixelShuffle, SelfAttention2D, SpectralNorm, unet
 
 layers = keras.layers
 
@@ -233,16 +230,7 @@ def unet_generator(source_shape, target_channels, width=32, depth=None, pixel_ra
         raise ValueError(f"depth must be in [1, {steps + 1}] for image_shape {tuple(source_shape)}; got depth={depth!r}.")
     source = keras.Input(shape=tuple(source_shape), name=name + "_source")
     x = from_pixels(source, pixel_range, name)
-    skips = []
-    for level in range(depth):
-        x = conv_block(x, width * 2 ** min(level, 3), 2, "batch" if level else None, "leaky_relu", f"{name}_down{level + 1}")
-        skips.append(x)
-    for level in reversed(range(depth - 1)):
-        x = conv_block(x, width * 2 ** min(level, 3), 2, "batch", None, f"{name}_up{level + 1}", transpose=True)
-        if level >= depth - 3:
-            x = layers.Dropout(0.5, name=f"{name}_up{level + 1}_dropout")(x)
-        x = layers.ReLU(name=f"{name}_up{level + 1}_relu")(x)
-        x = layers.Concatenate(name=f"{name}_up{level + 1}_skip")([x, skips[level]])
+    x = unet(x, [width * 2 ** min(level, 3) for level in range(depth)], name=name)
     x = layers.Conv2DTranspose(target_channels, 4, strides=2, padding="same", name=name + "_to_rgb")(x)
     return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
 

@@ -24,11 +24,90 @@ def _rmsprop(learning_rate):
     return {"class_name": "RMSprop", "config": {"learning_rate": learning_rate}}
 
 
-# What each variant is, as data. `conditional`: "never", "optional" (num_classes makes it
-# conditional) or "required". `model`: the options of the GAN class. `optimizers`: (discriminator,
-# generator) configs; different learning rates are TTUR.
+# The networks of each architecture: `(image_shape, num_classes, latent_dim, width, pixel_range, options)`
+# to the keyword arguments (networks) of the variant's model class.
+
+
+def _dense_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    return {
+        "generator": networks.dense_generator(image_shape, latent_dim, num_classes, width, pixel_range=pixel_range),
+        "discriminator": networks.dense_discriminator(image_shape, num_classes, width, pixel_range=pixel_range),
+    }
+
+
+def _dcgan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    return {
+        "generator": networks.dcgan_generator(image_shape, latent_dim, num_classes, width, pixel_range=pixel_range),
+        "discriminator": networks.dcgan_discriminator(
+            image_shape, num_classes, width, norm=options["critic_norm"], pixel_range=pixel_range
+        ),
+    }
+
+
+def _infogan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    num_continuous = options["num_continuous"]
+    return {
+        "generator": networks.infogan_generator(image_shape, latent_dim, num_classes, num_continuous, width, pixel_range=pixel_range),
+        "discriminator": networks.infogan_discriminator(image_shape, num_classes, num_continuous, width, pixel_range=pixel_range),
+    }
+
+
+def _pix2pix_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    return {
+        "generator": networks.unet_generator(image_shape, image_shape[-1], width, pixel_range=pixel_range),
+        "discriminator": networks.patch_discriminator(image_shape, width, "batch", paired=True, pixel_range=pixel_range),
+    }
+
+
+def _cyclegan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    blocks = options["num_blocks"]
+    shared = {"pixel_range": pixel_range}
+    return {
+        "generator": networks.resnet_generator(image_shape, width, blocks, name="generator_ab", **shared),
+        "generator_ba": networks.resnet_generator(image_shape, width, blocks, name="generator_ba", **shared),
+        "discriminator": networks.patch_discriminator(image_shape, width, "instance", False, name="discriminator_b", **shared),
+        "discriminator_a": networks.patch_discriminator(image_shape, width, "instance", False, name="discriminator_a", **shared),
+    }
+
+
+def _srgan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    scale = options["scale"]
+    if image_shape[0] % scale or image_shape[1] % scale:
+        raise ValueError(f"image_shape {tuple(image_shape)} (high resolution) must be divisible by scale={scale!r}.")
+    low_res = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
+    return {
+        "generator": networks.srresnet_generator(low_res, scale, width, options["num_blocks"], pixel_range=pixel_range),
+        "discriminator": networks.sr_discriminator(image_shape, width, pixel_range=pixel_range),
+    }
+
+
+def _stylegan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    w_dim = options["w_dim"]
+    return {
+        "mapping": networks.stylegan_mapping(latent_dim, w_dim, options["mapping_layers"]),
+        "synthesis": networks.stylegan_synthesis(image_shape, w_dim, width, pixel_range=pixel_range),
+        "discriminator": networks.stylegan_discriminator(image_shape, width, pixel_range=pixel_range),
+    }
+
+
+def _biggan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
+    return {
+        "generator": networks.biggan_generator(image_shape, latent_dim, num_classes, width, pixel_range=pixel_range),
+        "discriminator": networks.biggan_discriminator(image_shape, num_classes, width, pixel_range=pixel_range),
+    }
+
+
+# What each variant is, as data; adding a variant is adding an entry.
+# - `conditional`: "never", "optional" (num_classes makes it conditional), "required", or "codes"
+#   (InfoGAN's categorical code).
+# - `networks`: the function building its networks; `model_class`: the GAN class trained.
+# - `model`: default options of the model class; `options`: further options it accepts;
+#   `network_options`: options of the networks (with defaults), not of the model.
+# - `optimizers`: (discriminator, generator) configs; different learning rates are TTUR.
+# - `image_shape`: the default; `fit`: how it is trained, for its docstring.
 CONFIGS = {
     "gan": {
+        "networks": _dense_networks,
         "description": "GAN with dense networks, non-saturating loss (Goodfellow et al., 2014)",
         "paper": "Goodfellow et al., 2014, Generative Adversarial Nets",
         "conditional": "optional",
@@ -38,6 +117,8 @@ CONFIGS = {
         "optimizers": (_adam(2e-4), _adam(2e-4)),
     },
     "dcgan": {
+        "networks": _dcgan_networks,
+        "network_options": {"critic_norm": "batch"},
         "description": "Deep convolutional GAN (Radford et al., 2016)",
         "paper": "Radford et al., 2016, Unsupervised Representation Learning with Deep Convolutional GANs",
         "conditional": "optional",
@@ -47,6 +128,8 @@ CONFIGS = {
         "optimizers": (_adam(2e-4), _adam(2e-4)),
     },
     "cgan": {
+        "networks": _dcgan_networks,
+        "network_options": {"critic_norm": "batch"},
         "description": "Class-conditional DCGAN: label embedding into G and D (Mirza & Osindero, 2014)",
         "paper": "Mirza & Osindero, 2014, Conditional Generative Adversarial Nets",
         "conditional": "required",
@@ -56,15 +139,21 @@ CONFIGS = {
         "optimizers": (_adam(2e-4), _adam(2e-4)),
     },
     "infogan": {
+        "networks": _infogan_networks,
+        "model_class": InfoGAN,
+        "options": ("info_weight", "continuous_weight"),
+        "network_options": {"num_continuous": 2},
         "description": "InfoGAN: categorical and continuous codes, mutual-information term (Chen et al., 2016)",
         "paper": "Chen et al., 2016, InfoGAN: Interpretable Representation Learning by Information Maximizing GANs",
         "conditional": "codes",
         "width": 32,
         "latent_dim": 32,
-        "model": {"loss": "non_saturating", "num_continuous": 2, "info_weight": 1.0, "continuous_weight": 0.5},
+        "model": {"loss": "non_saturating", "info_weight": 1.0, "continuous_weight": 0.5},
         "optimizers": (_adam(2e-4), _adam(1e-3)),
     },
     "lsgan": {
+        "networks": _dcgan_networks,
+        "network_options": {"critic_norm": "batch"},
         "description": "Least-squares GAN on DCGAN networks (Mao et al., 2017)",
         "paper": "Mao et al., 2017, Least Squares Generative Adversarial Networks",
         "conditional": "optional",
@@ -74,26 +163,32 @@ CONFIGS = {
         "optimizers": (_adam(2e-4), _adam(2e-4)),
     },
     "wgan": {
+        "networks": _dcgan_networks,
+        "network_options": {"critic_norm": None},
         "description": "Wasserstein GAN with weight clipping, RMSprop, 5 critic steps (Arjovsky et al., 2017)",
         "paper": "Arjovsky et al., 2017, Wasserstein GAN",
         "conditional": "optional",
         "width": 32,
         "latent_dim": 32,
-        "critic_norm": None,
         "model": {"loss": "wasserstein", "clip_value": 0.01, "n_critic": 5},
         "optimizers": (_rmsprop(5e-5), _rmsprop(5e-5)),
     },
     "wgan_gp": {
+        "networks": _dcgan_networks,
+        "network_options": {"critic_norm": "layer"},
         "description": "Wasserstein GAN with gradient penalty, layer-norm critic (Gulrajani et al., 2017)",
         "paper": "Gulrajani et al., 2017, Improved Training of Wasserstein GANs",
         "conditional": "optional",
         "width": 32,
         "latent_dim": 32,
-        "critic_norm": "layer",
         "model": {"loss": "wasserstein", "gradient_penalty_weight": 10.0, "n_critic": 5},
         "optimizers": (_adam(1e-4, 0.0, 0.9), _adam(1e-4, 0.0, 0.9)),
     },
     "pix2pix": {
+        "networks": _pix2pix_networks,
+        "model_class": Pix2Pix,
+        "options": ("l1_weight",),
+        "fit": "`fit(source_images, target_images)`",
         "description": "pix2pix: U-Net generator, PatchGAN, L1 (Isola et al., 2017)",
         "paper": "Isola et al., 2017, Image-to-Image Translation with Conditional Adversarial Networks",
         "conditional": "never",
@@ -103,6 +198,11 @@ CONFIGS = {
         "optimizers": (_adam(2e-4), _adam(2e-4)),
     },
     "cyclegan": {
+        "networks": _cyclegan_networks,
+        "model_class": CycleGAN,
+        "options": ("cycle_weight", "identity_weight"),
+        "network_options": {"num_blocks": 3},
+        "fit": "`fit(images_a, images_b)`",
         "description": "CycleGAN: two ResNet generators, two PatchGANs, cycle + identity (Zhu et al., 2017)",
         "paper": "Zhu et al., 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
         "conditional": "never",
@@ -112,6 +212,12 @@ CONFIGS = {
         "optimizers": (_adam(2e-4), _adam(2e-4)),
     },
     "srgan": {
+        "networks": _srgan_networks,
+        "model_class": SRGAN,
+        "options": ("content_model", "content_weight", "pixel_weight", "adversarial_weight"),
+        "network_options": {"scale": 4, "num_blocks": 4},
+        "image_shape": (32, 32, 1),
+        "fit": "`fit(low_res_images, high_res_images)`",
         "description": "SRGAN: SRResNet with sub-pixel upsampling, content + adversarial loss (Ledig et al., 2017)",
         "paper": "Ledig et al., 2017, Photo-Realistic Single Image Super-Resolution Using a GAN",
         "conditional": "never",
@@ -121,6 +227,10 @@ CONFIGS = {
         "optimizers": (_adam(1e-4, 0.9), _adam(1e-4, 0.9)),
     },
     "stylegan": {
+        "networks": _stylegan_networks,
+        "model_class": StyleGAN,
+        "options": ("style_mixing", "w_avg_decay"),
+        "network_options": {"w_dim": 64, "mapping_layers": 4},
         "description": "Small StyleGAN: mapping net, modulated convs, noise, style mixing (Karras et al., 2019/2020)",
         "paper": "Karras et al., 2019, A Style-Based Generator Architecture for GANs; 2020, StyleGAN2",
         "conditional": "never",
@@ -130,6 +240,7 @@ CONFIGS = {
         "optimizers": (_adam(1e-3, 0.0, 0.99), _adam(1e-3, 0.0, 0.99)),
     },
     "biggan": {
+        "networks": _biggan_networks,
         "description": "Small BigGAN: conditional BN, self-attention, hinge, spectral norm (Brock et al., 2019)",
         "paper": "Brock et al., 2019, Large Scale GAN Training for High Fidelity Natural Image Synthesis",
         "conditional": "required",
@@ -140,81 +251,15 @@ CONFIGS = {
     },
 }
 
-# Options of the GAN classes a builder accepts as keyword arguments.
-_COMMON_OPTIONS = {
+# Options of the GAN class every variant accepts as keyword arguments.
+_COMMON_OPTIONS = (
     "loss", "n_critic", "clip_value", "gradient_penalty_weight", "r1_weight", "label_smoothing",
     "instance_noise", "instance_noise_steps", "seed",
-}
-_VARIANT_OPTIONS = {
-    "infogan": {"num_continuous", "info_weight", "continuous_weight"},
-    "pix2pix": {"l1_weight"},
-    "cyclegan": {"cycle_weight", "identity_weight", "num_blocks"},
-    "srgan": {"content_model", "content_weight", "pixel_weight", "adversarial_weight", "scale", "num_blocks"},
-    "stylegan": {"style_mixing", "w_avg_decay", "w_dim", "mapping_layers"},
-    "wgan": {"critic_norm"},
-    "wgan_gp": {"critic_norm"},
-}
-_BUILD_ONLY = {"num_blocks", "scale", "w_dim", "mapping_layers", "critic_norm"}
+)
 
 
-def _networks(variant, image_shape, num_classes, latent_dim, width, pixel_range, options):
-    """The keyword arguments (networks) of the variant's model class."""
-    shared = {"pixel_range": pixel_range}
-    if variant == "gan":
-        return {
-            "generator": networks.dense_generator(image_shape, latent_dim, num_classes, width, **shared),
-            "discriminator": networks.dense_discriminator(image_shape, num_classes, width, **shared),
-        }
-    if variant in ("dcgan", "cgan", "lsgan", "wgan", "wgan_gp"):
-        norm = options.get("critic_norm", CONFIGS[variant].get("critic_norm", "batch"))
-        return {
-            "generator": networks.dcgan_generator(image_shape, latent_dim, num_classes, width, **shared),
-            "discriminator": networks.dcgan_discriminator(image_shape, num_classes, width, norm=norm, **shared),
-        }
-    if variant == "infogan":
-        num_continuous = options.get("num_continuous", CONFIGS[variant]["model"]["num_continuous"])
-        return {
-            "generator": networks.infogan_generator(image_shape, latent_dim, num_classes, num_continuous, width, **shared),
-            "discriminator": networks.infogan_discriminator(image_shape, num_classes, num_continuous, width, **shared),
-        }
-    if variant == "pix2pix":
-        return {
-            "generator": networks.unet_generator(image_shape, image_shape[-1], width, **shared),
-            "discriminator": networks.patch_discriminator(image_shape, width, "batch", paired=True, **shared),
-        }
-    if variant == "cyclegan":
-        blocks = options.get("num_blocks", 3)
-        return {
-            "generator": networks.resnet_generator(image_shape, width, blocks, name="generator_ab", **shared),
-            "generator_ba": networks.resnet_generator(image_shape, width, blocks, name="generator_ba", **shared),
-            "discriminator": networks.patch_discriminator(image_shape, width, "instance", False, name="discriminator_b", **shared),
-            "discriminator_a": networks.patch_discriminator(image_shape, width, "instance", False, name="discriminator_a", **shared),
-        }
-    if variant == "srgan":
-        scale = options.get("scale", 4)
-        if image_shape[0] % scale or image_shape[1] % scale:
-            raise ValueError(f"image_shape {tuple(image_shape)} (high resolution) must be divisible by scale={scale!r}.")
-        low_res = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
-        return {
-            "generator": networks.srresnet_generator(low_res, scale, width, options.get("num_blocks", 4), **shared),
-            "discriminator": networks.sr_discriminator(image_shape, width, **shared),
-        }
-    if variant == "stylegan":
-        w_dim = options.get("w_dim", 64)
-        return {
-            "mapping": networks.stylegan_mapping(latent_dim, w_dim, options.get("mapping_layers", 4)),
-            "synthesis": networks.stylegan_synthesis(image_shape, w_dim, width, **shared),
-            "discriminator": networks.stylegan_discriminator(image_shape, width, **shared),
-        }
-    if variant == "biggan":
-        return {
-            "generator": networks.biggan_generator(image_shape, latent_dim, num_classes, width, **shared),
-            "discriminator": networks.biggan_discriminator(image_shape, num_classes, width, **shared),
-        }
-    raise ValueError(f"Unknown GAN variant {variant!r}; known: {sorted(CONFIGS)}.")
-
-
-_CLASSES = {"infogan": InfoGAN, "pix2pix": Pix2Pix, "cyclegan": CycleGAN, "srgan": SRGAN, "stylegan": StyleGAN}
+def _accepted(config):
+    return set(_COMMON_OPTIONS) | set(config.get("options", ())) | set(config.get("network_options", {}))
 
 
 def _check_image_shape(image_shape):
@@ -247,7 +292,7 @@ def _gan(
 ):
     config = CONFIGS[variant]
     image_shape = _check_image_shape(image_shape)
-    allowed = _COMMON_OPTIONS | _VARIANT_OPTIONS.get(variant, set())
+    allowed = _accepted(config)
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(f"Unknown option(s) {unknown} for {variant!r}; accepted: {sorted(allowed)}.")
@@ -271,10 +316,13 @@ def _gan(
     pixel_range = tuple(float(v) for v in pixel_range)
     if len(pixel_range) != 2 or not pixel_range[0] < pixel_range[1]:
         raise ValueError(f"pixel_range must be (low, high) with low < high; got pixel_range={pixel_range!r}.")
-    model_options = {**config["model"], **{k: v for k, v in options.items() if k not in _BUILD_ONLY}}
-    nets = _networks(variant, image_shape, num_classes, latent_dim, width, pixel_range, options)
-    model_cls = _CLASSES.get(variant, GAN)
-    model = model_cls(
+    network_options = {**config.get("network_options", {})}
+    network_options.update({k: v for k, v in options.items() if k in network_options})
+    model_options = {**config["model"], **{k: v for k, v in options.items() if k not in network_options}}
+    if "num_continuous" in network_options:  # InfoGAN's model needs it too
+        model_options["num_continuous"] = network_options["num_continuous"]
+    nets = config["networks"](image_shape, num_classes, latent_dim, width, pixel_range, network_options)
+    model = config.get("model_class", GAN)(
         **nets,
         latent_dim=latent_dim,
         num_classes=num_classes,
@@ -327,17 +375,12 @@ _CLASS_TEXT = {
     "codes": "values of the categorical code (default 10).",
     "never": "must be `None`.",
 }
-_FIT_TEXT = {
-    "pix2pix": "`fit(source_images, target_images)`",
-    "cyclegan": "`fit(images_a, images_b)`",
-    "srgan": "`fit(low_res_images, high_res_images)`",
-}
 
 
 def _make_builder(variant):
     config = CONFIGS[variant]
 
-    def builder(image_shape=(8, 8, 1) if variant != "srgan" else (32, 32, 1), num_classes=None, latent_dim=None, name=None, **kwargs):
+    def builder(image_shape=config.get("image_shape", (8, 8, 1)), num_classes=None, latent_dim=None, name=None, **kwargs):
         return _gan(variant, image_shape=image_shape, num_classes=num_classes, latent_dim=latent_dim, name=name, **kwargs)
 
     builder.__name__ = builder.__qualname__ = variant
@@ -349,9 +392,9 @@ def _make_builder(variant):
         latent_default="" if config["latent_dim"] is None else f" (default {config['latent_dim']})",
         width=config["width"],
         optimizers=", ".join(f"{o['class_name']}(lr={o['config']['learning_rate']})" for o in config["optimizers"]),
-        options=", ".join(sorted(_COMMON_OPTIONS | _VARIANT_OPTIONS.get(variant, set()))),
-        model_class=_CLASSES.get(variant, GAN).__name__,
-        fit=_FIT_TEXT.get(variant, "`fit(images)` or, conditional, `fit(images, labels)`"),
+        options=", ".join(sorted(_accepted(config))),
+        model_class=config.get("model_class", GAN).__name__,
+        fit=config.get("fit", "`fit(images)` or, conditional, `fit(images, labels)`"),
     )
     return register_model(variant, family="gan", description=config["description"])(builder)
 

@@ -6,6 +6,10 @@ and information `X^T W X`; the sums give the Newton step. The data therefore nev
 at once: `LogisticRegression.fit_stream` reads a `tf.data` dataset or a directory of files chunk by
 chunk on every pass, with memory bounded by one chunk.
 
+Fitting needs TensorFlow, whatever the Keras backend: the passes (`_logit_passes`) are imported when a
+model is fitted, so importing this module does not import TensorFlow. Predicting, reports and
+`to_keras()` need only NumPy and Keras.
+
 Reference: D. R. Cox, "The regression analysis of binary sequences", JRSS B 20 (1958); P. McCullagh
 and J. A. Nelder, "Generalized Linear Models" (1989), section 2.5 (IRLS).
 """
@@ -19,7 +23,6 @@ import pandas as pd
 import scipy.linalg
 import scipy.special
 import scipy.stats
-import tensorflow as tf
 
 from keras_models.statistical import _design, streaming
 from keras_models.statistical._extended import dependent_columns
@@ -36,40 +39,18 @@ from keras_models.statistical.results import (
 # The XLA-compiled passes
 
 
-@tf.function(jit_compile=True)
-def binary_chunk_statistics(X, y, mask, beta):
-    """Log-likelihood, score, information and max |y - p| of one chunk of a binary Logit.
-
-    Args: X (rows, p), y (rows,), mask (rows,) with 0 on padding, beta (p,); all float64.
-    """
-    eta = tf.linalg.matvec(X, beta)  # (rows,)
-    loglik = tf.reduce_sum(mask * (y * eta - tf.math.softplus(eta)))
-    p = tf.math.sigmoid(eta)
-    score = tf.linalg.matvec(X, mask * (y - p), transpose_a=True)  # (p,)
-    weights = mask * p * (1.0 - p)
-    information = tf.matmul(X, X * weights[:, None], transpose_a=True)  # (p, p)
-    worst = tf.reduce_max(mask * tf.abs(y - p))
-    return loglik, score, information, worst
-
-
-@tf.function(jit_compile=True)
-def multinomial_chunk_statistics(X, Y, mask, beta):
-    """The same for a multinomial Logit: Y (rows, J) one-hot of the non-reference classes, beta (J, p).
-
-    Returns the log-likelihood, score (J, p), information (J, p, J, p) and max |Y - P|.
-    """
-    eta = tf.matmul(X, beta, transpose_b=True)  # (rows, J)
-    full = tf.concat([tf.zeros_like(eta[:, :1]), eta], axis=1)  # (rows, J + 1), reference logit 0
-    log_norm = tf.reduce_logsumexp(full, axis=1)  # (rows,)
-    loglik = tf.reduce_sum(mask * (tf.reduce_sum(Y * eta, axis=1) - log_norm))
-    P = tf.exp(eta - log_norm[:, None])  # (rows, J)
-    score = tf.matmul(Y - P, X * mask[:, None], transpose_a=True)  # (J, p)
-    W = tf.linalg.diag(P) - P[:, :, None] * P[:, None, :]  # (rows, J, J)
-    W = W * mask[:, None, None]
-    information = tf.einsum("njl,na,nb->jalb", W, X, X)  # (J, p, J, p)
-    reference = 1.0 - tf.reduce_sum(Y, axis=1) - (1.0 - tf.reduce_sum(P, axis=1))
-    worst = tf.maximum(tf.reduce_max(mask[:, None] * tf.abs(Y - P)), tf.reduce_max(mask * tf.abs(reference)))
-    return loglik, score, information, worst
+def _tensorflow_passes():
+    """The TensorFlow module of the Newton passes, imported when a model is fitted."""
+    try:
+        from keras_models.statistical import _logit_passes
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow":
+            raise
+        raise ImportError(
+            "Fitting a Logit needs TensorFlow: its Newton passes are XLA-compiled TensorFlow float64 "
+            "functions, whatever the Keras backend. Install it with `pip install tensorflow`."
+        ) from error
+    return _logit_passes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,18 +106,6 @@ def newton(chunk_pass, beta0, names, *, max_iter, tol, verbose):
     # The statistics of the last pass were taken one step (< tol, so negligible) before `beta`.
     return dict(beta=beta, loglik=loglik, information=information, iterations=iteration,
                 converged=converged, rows=rows, worst=worst)
-
-
-def _accumulate(chunks, statistics, beta_tensor_fn):
-    """Sums the chunk statistics of one pass; returns numpy float64 values and the row count."""
-    totals, rows, worst = None, 0.0, 0.0
-    for X, y, mask in chunks():
-        loglik, score, information, chunk_worst = statistics(X, y, mask, beta_tensor_fn())
-        values = (float(loglik), score.numpy(), information.numpy())
-        totals = values if totals is None else tuple(a + b for a, b in zip(totals, values))
-        worst = max(worst, float(chunk_worst))
-        rows += float(tf.reduce_sum(mask))
-    return (*totals, worst, rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,6 +228,7 @@ class _LogitBase(StatisticalEstimator):
 
 def _chunk_source(X, y, chunk_rows):
     """Fixed-shape tensors for in-memory data, built once and reused by every Newton pass."""
+    passes = _tensorflow_passes()
     n = len(X)
     rows = min(chunk_rows, n)
     chunks = []
@@ -270,7 +240,7 @@ def _chunk_source(X, y, chunk_rows):
             x_part = np.concatenate([x_part, np.zeros((pad, X.shape[1]))])
             y_part = np.concatenate([y_part, np.zeros((pad,) + y_part.shape[1:])])
             mask = np.concatenate([mask, np.zeros(pad)])
-        chunks.append((tf.constant(x_part), tf.constant(y_part), tf.constant(mask)))
+        chunks.append(passes.chunk_tensors(x_part, y_part, mask))
     return lambda: iter(chunks)
 
 
@@ -291,6 +261,9 @@ class LogisticRegression(_LogitBase):
     Raises from `fit`: ValueError for NaN/inf (column and row named), non-binary y, mismatched
     lengths or strings; SingularDesignError for collinear columns (named); PerfectSeparationError
     when the regressors predict y exactly (the MLE does not exist).
+
+    Fitting needs TensorFlow under every Keras backend (the Newton passes are TensorFlow float64
+    functions, imported by `fit`); predicting and `to_keras()` do not.
     """
 
     _title = "Logit Regression Results"
@@ -318,11 +291,10 @@ class LogisticRegression(_LogitBase):
     def _fit_chunks(self, chunks, design, y_name, totals):
         """Newton over `chunks()`; `totals()` gives (positives, rows) once the passes are done."""
         names = design.names
-        holder = {}
+        passes = _tensorflow_passes()
 
         def chunk_pass(beta):
-            holder["beta"] = tf.constant(beta)
-            return _accumulate(chunks, binary_chunk_statistics, lambda: holder["beta"])
+            return passes.newton_pass(chunks, "binary", beta)
 
         result = newton(chunk_pass, np.zeros(len(names)), names, max_iter=self.max_iter, tol=self.tol,
                         verbose=self.verbose)
@@ -350,6 +322,7 @@ class LogisticRegression(_LogitBase):
             y_name: the dependent variable's name in the report (default `target`).
         """
         self._validate_params()
+        passes = _tensorflow_passes()
         first = next(streaming.checked_batches(source, target=target))
         feature_names = list(first[2])
         names = (["const"] if self.fit_intercept else []) + feature_names
@@ -365,7 +338,7 @@ class LogisticRegression(_LogitBase):
                     yield X, y, batch_names
 
             for X, y, mask in streaming.fixed_chunks(counted(), self.batch_size, self.fit_intercept):
-                yield tf.constant(X), tf.constant(y), tf.constant(mask)
+                yield passes.chunk_tensors(X, y, mask)
 
         sample = first[0][:64]
         if self.fit_intercept:
@@ -425,7 +398,7 @@ class MultinomialLogisticRegression(_LogitBase):
 
     `params_` is a DataFrame (terms x non-reference classes), columns named `"<y>=<class>"`;
     `predict_proba` gives (n, classes) probabilities in `classes_` order. Other attributes as
-    `LogisticRegression`.
+    `LogisticRegression`; fitting needs TensorFlow, as there.
     """
 
     _title = "MNLogit Regression Results"
@@ -462,12 +435,10 @@ class MultinomialLogisticRegression(_LogitBase):
         names = design.names
         p = len(names)
         chunks = _chunk_source(design.X, Y, self.batch_size)
-        holder = {}
+        passes = _tensorflow_passes()
 
         def chunk_pass(beta):
-            holder["beta"] = tf.constant(beta.reshape(J, p))
-            loglik, score, information, worst, rows = _accumulate(
-                chunks, multinomial_chunk_statistics, lambda: holder["beta"])
+            loglik, score, information, worst, rows = passes.newton_pass(chunks, "multinomial", beta.reshape(J, p))
             return loglik, score.reshape(-1), information.reshape(J * p, J * p), worst, rows
 
         flat_names = [f"{k}:{n}" for k in range(J) for n in names]

@@ -11,6 +11,7 @@ file). A directory is read in sorted file-name order.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,17 +69,19 @@ def _read_csv(file, target):
         raise ValueError(f"{str(file)!r} is not a readable CSV file ({type(error).__name__}: {error}).") from error
     if target not in frame.columns:
         raise ValueError(f"{str(file)!r} has no target column {target!r}; its columns are {list(frame.columns)}.")
+    if frame.empty:
+        raise ValueError(f"{str(file)!r} has a header ({', '.join(map(str, frame.columns))}) but no rows.")
     return frame.drop(columns=[target]), frame[target], [str(c) for c in frame.columns if c != target]
 
 
 def iter_batches(source, *, target="y"):
     """Yields `(X, y, names, origin)` batches from any supported source; origin names the file or batch."""
-    import tensorflow as tf
-
     if isinstance(source, tuple) and len(source) == 2:
         yield source[0], source[1], None, "the arrays"
         return
-    if isinstance(source, tf.data.Dataset):
+    # A tf.data.Dataset exists only once TensorFlow is imported; files need no TensorFlow.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(source, tf.data.Dataset):
         for index, element in enumerate(source):
             if not isinstance(element, (tuple, list)) or len(element) != 2:
                 raise ValueError("A tf.data source must yield (x, y) pairs of batches.")

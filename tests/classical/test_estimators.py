@@ -13,6 +13,8 @@ from sklearn.model_selection import GridSearchCV
 
 import export
 import keras_models
+from svm_terms import decision_error
+
 from keras_models.classical import (
     DecisionTreeClassifier,
     DecisionTreeRegressor,
@@ -43,7 +45,7 @@ def _keras(model, x):
     ],
 )
 def test_classifiers_equal_sklearn_and_to_keras(ours, theirs, params):
-    x_train, y_train, x_test, _ = _iris()
+    x_train, y_train, x_test, y_test = _iris()
     model = ours(**params)
     assert model.fit(x_train, y_train) is model
     reference = theirs(**params).fit(x_train.astype(np.float32), y_train)
@@ -53,7 +55,8 @@ def test_classifiers_equal_sklearn_and_to_keras(ours, theirs, params):
     np.testing.assert_array_equal(model.classes_[scores.argmax(1)], model.predict(x_test))
     if hasattr(model, "predict_proba"):
         np.testing.assert_allclose(scores, model.predict_proba(x_test), rtol=1e-6, atol=1e-7)
-    assert model.score(x_test, model.predict(x_test)) == 1.0
+    # score is accuracy on held-out labels, the same number scikit-learn's estimator gives
+    assert model.score(x_test, y_test) == reference.score(x_test, y_test) > 0.85
 
 
 @pytest.mark.parametrize(
@@ -67,7 +70,11 @@ def test_classifiers_equal_sklearn_and_to_keras(ours, theirs, params):
 def test_regressors_to_keras(ours, params):
     x, y = load_diabetes(return_X_y=True)
     model = ours(**params).fit(x[:350], y[:350])
-    np.testing.assert_allclose(_keras(model.to_keras(), x[350:])[:, 0], model.predict(x[350:]), rtol=1e-5)
+    compiled = _keras(model.to_keras(), x[350:])
+    if ours is SVMRegressor:  # the README's SVM bound, relative to the magnitudes of each value's terms
+        assert decision_error(model.estimator_, x[350:], compiled, model.predict(x[350:])[:, None]) <= 1e-6
+    else:
+        np.testing.assert_allclose(compiled[:, 0], model.predict(x[350:]), rtol=1e-6)
     assert model.score(x[350:], y[350:]) > 0.2  # R^2 on held-out data
 
 
@@ -122,11 +129,11 @@ def test_registry_builds_estimators():
 
 
 def test_tour_case_trains_and_exports(tmp_path):
-    from keras_models.tour import tour_cases
+    from export.tour_cases import tour_cases
 
-    [(family, name, case)] = tour_cases(["classical"])
-    result = case(False)
-    assert (family, name) == ("classical", "random_forest")
+    [case] = tour_cases(["classical"])
+    result = case.run(False)
+    assert (case.family, case.model_name) == ("classical", "random_forest")
     assert result.metric >= 0.93  # held-out accuracy on breast cancer; measured 0.958
     assert tree_strategy(result.model) == "perfect"
     report = export.to_tflite(result.model, tmp_path / "forest.tflite")

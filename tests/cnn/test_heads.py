@@ -125,3 +125,24 @@ def test_wrong_input_shape_at_call_is_an_error():
     model = keras_models.build("lenet5")
     with pytest.raises(ValueError):
         model.predict(np.zeros((2, 28, 28, 1), "float32"), verbose=0)
+
+
+def test_heads_are_shared_by_the_dense_and_cnn_families():
+    from keras_models import heads
+
+    assert heads.HEADS == ("softmax", "sigmoid", "linear")
+    assert [heads.head_loss(head, 3) for head in heads.HEADS] == [
+        ("sparse_categorical_crossentropy", ["accuracy"]),
+        ("binary_crossentropy", ["binary_accuracy"]),
+        ("mse", ["mae"]),
+    ]
+    with pytest.raises(ValueError, match="head must be one of .* got head='tanh'"):
+        heads.head_loss("tanh", 3)
+    for name in ("mlp", "lenet5"):  # the same error from both families' builders
+        with pytest.raises(ValueError, match="head must be one of .* got head='tanh'"):
+            keras_models.build(name, head="tanh", compile=False)
+    inputs = keras.Input((4,))
+    outputs = heads.classifier_head(inputs, 2, "sigmoid", "probe")
+    assert outputs.shape == (None, 2)
+    with pytest.raises(ValueError, match="num_classes must be a positive integer; got num_classes=0"):
+        heads.classifier_head(inputs, 0, "linear", "probe")

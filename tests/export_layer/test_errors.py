@@ -1,5 +1,8 @@
 """Bad input to the export layer gets a clear error, and a failed export leaves nothing behind."""
 
+import logging
+import os
+import stat
 from pathlib import Path
 
 import keras
@@ -60,6 +63,69 @@ def test_path_that_is_a_directory(fmt, tmp_path):
     with pytest.raises(export.ExportError, match="is a directory"):
         EXPORTERS[fmt](_dense(), folder)
     assert folder.is_dir() and _leftovers(folder) == []
+
+
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield 0o027
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_exported_files_respect_the_umask(fmt, tmp_path, umask_027):
+    target = tmp_path / f"model.{fmt}"
+    EXPORTERS[fmt](_dense(), target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask_027 == 0o640
+    # Overwriting an existing file gives the same mode a new file gets, as model.save does.
+    target.chmod(0o644)
+    EXPORTERS[fmt](_dense(), target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    os.umask(0o022)
+    EXPORTERS[fmt](_dense(), target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_read_only_folder(fmt, tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(export.ExportError, match=rf"Cannot write '{folder}/model.{fmt}'.*not writable"):
+            EXPORTERS[fmt](_dense(), folder / f"model.{fmt}")
+    finally:
+        folder.chmod(0o755)
+    assert _leftovers(folder) == []
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_unwritable_folder_fails_before_converting_and_names_the_path(fmt, tmp_path, monkeypatch):
+    """The same refusal wherever permission bits do not tell (root, read-only mounts): creating a file
+    there fails. The conversion must not start, and the message names the path the caller gave."""
+    from export import _common, onnx, tflite
+
+    real_open = os.open
+
+    def refuse_in_tmp_path(name, flags, *args):
+        if Path(name).parent == tmp_path and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args)
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the conversion started")
+
+    monkeypatch.setattr(_common.os, "open", refuse_in_tmp_path)
+    monkeypatch.setattr(tflite, "trace", no_conversion)
+    monkeypatch.setattr(onnx, "serving_function", no_conversion)
+    target = tmp_path / f"model.{fmt}"
+    with pytest.raises(export.ExportError) as caught:
+        EXPORTERS[fmt](_dense(), target)
+    message = str(caught.value)
+    assert f"Cannot write {str(target)!r}" in message and "Permission denied" in message
+    assert ".partial" not in message  # not the hidden temporary file
+    assert _leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,6 +202,29 @@ def test_representative_data_of_the_wrong_shape(tmp_path):
         export.to_tflite(_dense(), tmp_path / "q.tflite", quantization="int8", representative_data=[_x(50), _x(50)])
 
 
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+@pytest.mark.parametrize("signature, message", [
+    ([((None, 4, 1), "float32")], r"input_signature\[0\] has shape \(None, 4, 1\); input 0 of 'small' takes \(None, 4\)"),
+    ([((None,), "float32")], r"input_signature\[0\] has shape \(None,\); input 0 of 'small' takes \(None, 4\)"),
+    ([((None, 5), "float32")], r"input_signature\[0\] has shape \(None, 5\); input 0 of 'small' takes \(None, 4\)"),
+    ([((None, 4), "float32")] * 2, r"input_signature has 2 input\(s\); model 'small' takes 1: \(None, 4\)"),
+])
+def test_input_signature_that_does_not_fit_the_model(fmt, signature, message, tmp_path):
+    with pytest.raises(export.ExportError, match=message) as caught:
+        EXPORTERS[fmt](_dense(), tmp_path / f"m.{fmt}", input_signature=signature)
+    assert "\x1b[" not in str(caught.value)  # no terminal colour codes
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_wrong_signature_of_a_subclassed_model_is_an_export_error(fmt, tmp_path):
+    model = _Unbuilt(name="subclassed")
+    model(_x())
+    with pytest.raises(export.ExportError, match="'subclassed'.*expected axis -1 of input shape to have value 4") as caught:
+        EXPORTERS[fmt](model, tmp_path / f"m.{fmt}", input_signature=[((None, 4, 3), "float32")])
+    assert "\x1b[" not in str(caught.value) and "Arguments received" not in str(caught.value)
+
+
 def test_bad_batch_size(tmp_path):
     with pytest.raises(export.ExportError, match="batch_size must be a positive integer"):
         export.to_tflite(_dense(), tmp_path / "m.tflite", batch_size=0)
@@ -145,15 +234,33 @@ def test_bad_batch_size(tmp_path):
 # Flex ops
 
 
-def test_flex_op_is_named_with_its_layer(tmp_path):
+def test_flex_op_is_named_with_its_layer(tmp_path, capfd):
     model = _needs_flex()
     target = tmp_path / "flex.tflite"
+    capfd.readouterr()
     with pytest.raises(export.FlexOpsError) as caught:
         export.to_tflite(model, target)
     assert caught.value.ops == {"FlexMatrixDeterminant": ["determinant"]}
     assert "FlexMatrixDeterminant (from determinant)" in str(caught.value)
     assert "allow_select_tf_ops=True" in str(caught.value)
     assert _leftovers(tmp_path) == []
+    # The converter's own diagnostics, printed from C++ to file descriptor 2, stay out of the output:
+    # the error above says it all.
+    printed = capfd.readouterr()
+    for chatter in ("loc(fused", "error:", "MatrixDeterminant", "Flex ops"):
+        assert chatter not in printed.err and chatter not in printed.out
+
+
+def test_export_prints_no_converter_chatter(tmp_path, capfd, caplog):
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG):
+        report = export.to_tflite(_dense(), tmp_path / "m.tflite")
+        export.verify(_dense(), report.path, _x())
+    # absl's "Please consider providing the trackable_obj argument" went out on every export
+    assert not [r for r in caplog.records if "trackable_obj" in r.getMessage()]
+    printed = capfd.readouterr()
+    for chatter in ("trackable_obj", "Ignored output_format", "XNNPACK delegate"):
+        assert chatter not in printed.err and chatter not in printed.out
 
 
 def test_allow_select_tf_ops_is_an_explicit_opt_in(tmp_path):
@@ -161,9 +268,10 @@ def test_allow_select_tf_ops_is_an_explicit_opt_in(tmp_path):
     report = export.to_tflite(model, tmp_path / "flex.tflite", allow_select_tf_ops=True)
     assert report.operators.get("FlexMatrixDeterminant") == 1
     assert {"FULLY_CONNECTED"} <= set(report.operators)
+    assert any("needs the Flex delegate" in note for note in report.notes)
     # The plain LiteRT interpreter has no Flex delegate: verify says so instead of crashing.
     matrices = np.random.default_rng(0).normal(size=(2, 3, 3)).astype("float32")
-    with pytest.raises(export.ExportError, match="fails when run in the LiteRT interpreter.*Flex"):
+    with pytest.raises(export.ExportError, match="needs TensorFlow \\(Flex\\) ops FlexMatrixDeterminant.*plain LiteRT"):
         export.verify(model, report.path, matrices)
     # ONNX has a Det operator, so the same model exports there and agrees with Keras.
     onnx = export.to_onnx(model, tmp_path / "flex.onnx")
@@ -297,3 +405,25 @@ def test_verify_with_wrong_inputs(fmt, tmp_path):
     bad[1, 1] = np.inf
     with pytest.raises(export.ExportError, match=r"inputs\[0\] contains NaN or infinity"):
         export.verify(model, path, bad)
+
+
+def test_verify_on_a_file_that_needs_flex_explains_why(tmp_path):
+    """A Flex op fed straight by the input fails when the interpreter allocates its tensors, before any
+    invoke: the runtime's RuntimeError must not come through."""
+    inputs = keras.Input((3, 3), name="matrices")
+    model = keras.Model(inputs, _Determinant(name="determinant")(inputs), name="flex_first")
+    report = export.to_tflite(model, tmp_path / "flex.tflite", allow_select_tf_ops=True)
+    for batch in (1, 2):
+        matrices = np.random.default_rng(batch).normal(size=(batch, 3, 3)).astype("float32")
+        with pytest.raises(export.ExportError, match=r"needs TensorFlow \(Flex\) ops FlexMatrixDeterminant"):
+            export.verify(model, report.path, matrices)
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_verify_on_an_empty_batch_is_an_error(fmt, tmp_path):
+    model = _dense()
+    path = EXPORTERS[fmt](model, tmp_path / f"m.{fmt}").path
+    with pytest.raises(export.ExportError, match=r"inputs\[0\] holds no samples \(shape \(0, 4\)\)"):
+        export.verify(model, path, _x(0))
+    with pytest.raises(export.ExportError, match="holds no samples"):
+        export.verify(model, path, {"features": _x(0)})

@@ -168,8 +168,29 @@ def test_sample_grid_writes_one_png_per_epoch(tmp_path):
     gan.fit(images, labels, batch_size=8, epochs=2, verbose=0, callbacks=[grid])
     assert [p.name for p in grid.paths] == ["samples_epoch_001.png", "samples_epoch_002.png"]
     picture = mpimg.imread(grid.paths[-1])
-    assert picture.shape[:2] == (2 * 9 - 1, 10 * 9 - 1)  # 2 rows x 10 classes of 8x8 with 1-pixel gaps
+    # 2 rows x 10 classes of 8x8 with 1-pixel gaps (17 x 89 pixels) are enlarged 16 times, to a short
+    # side of at least 256 pixels, under a 28-pixel band holding the title
+    assert picture.shape[:2] == (28 + 16 * 17, 16 * 89)
+    body = picture[28:, :, 0].reshape(17, 16, 89, 16)
+    assert np.all(body == body[:, :1, :, :1])  # nearest neighbour: every pixel a uniform 16x16 square
+    assert picture[:28].min() < 0.5 and picture[:2].min() == 1.0  # dark title text on a white band
     assert not list((tmp_path / "grids").glob(".*"))  # no temporary files left behind
+
+
+def test_save_image_enlarges_by_nearest_neighbour_and_titles(tmp_path):
+    from matplotlib import image as mpimg
+
+    from keras_models.generative import save_image
+
+    array = np.random.default_rng(0).uniform(size=(10, 20, 1)).astype(np.float32)
+    picture = mpimg.imread(save_image(array, tmp_path / "plain.png", min_size=100))
+    assert picture.shape[:2] == (100, 200)  # factor 10 on both axes, no title band
+    np.testing.assert_allclose(picture[::10, ::10, 0], array[..., 0], atol=2 / 255)  # 256-level colour map, 8-bit PNG
+    titled = mpimg.imread(save_image(array, tmp_path / "titled.png", title="gan, epoch 3"))
+    assert titled.shape[:2] == (28 + 26 * 10, 26 * 20)  # ceil(256 / 10) = 26
+    np.testing.assert_allclose(titled[28::26, ::26, 0], array[..., 0], atol=2 / 255)  # 256-level colour map, 8-bit PNG
+    with pytest.raises(ValueError, match="min_size must be a positive integer"):
+        save_image(array, tmp_path / "bad.png", min_size=0)
 
 
 def test_training_guard_stops_on_nan_with_a_message():

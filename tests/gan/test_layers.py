@@ -6,16 +6,8 @@ import pytest
 import tensorflow as tf
 from model_checks import check_export, check_save_load
 
-from keras_models.gan.layers import (
-    ConditionalBatchNormalization,
-    InstanceNormalization,
-    MinibatchStdDev,
-    ModulatedConv2D,
-    NoiseInjection,
-    PixelShuffle,
-    SelfAttention2D,
-    SpectralNorm,
-)
+from keras_models.gan.gan_layers import ConditionalBatchNormalization, MinibatchStdDev, ModulatedConv2D, NoiseInjection
+from keras_models.layers import InstanceNormalization, PixelShuffle, SelfAttention2D, SpectralNorm
 
 RNG = np.random.default_rng(0)
 

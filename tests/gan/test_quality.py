@@ -78,7 +78,7 @@ def test_srgan_upsamples_4x_better_than_bilinear_and_nearest():
 def test_tour_case_reports_judge_accuracy_and_an_exportable_generator(tmp_path):
     from model_checks import check_export
 
-    from keras_models.tour import tour_cases
+    from export.tour_cases import tour_cases
 
     [(family, name, case)] = tour_cases(["gan"])
     keras.utils.set_random_seed(0)

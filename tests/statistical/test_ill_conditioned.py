@@ -4,12 +4,11 @@ from pathlib import Path
 
 import mpmath
 import numpy as np
-import pytest
 import statsmodels.api as sm
 
 from keras_models.statistical import LinearRegression
 
-NIST = Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "nist"
+NIST = Path(__file__).resolve().parents[1] / "data" / "nist"  # provenance: tests/data/README.md
 
 
 def _mpmath_reference(X, y, weights=None, digits=50):
@@ -86,15 +85,17 @@ def _read_nist(name):
     return data, np.array([certified[k][0] for k in order]), np.array([certified[k][1] for k in order])
 
 
-@pytest.mark.skipif(not (NIST / "Filip.dat").exists(), reason="NIST reference data not available")
 def test_nist_filip_against_float64_exact_and_certified_values():
     data, certified_beta, certified_bse = _read_nist("Filip")
     y, x = data[:, 0], data[:, 1]
     powers = np.vander(x, 11, increasing=True)[:, 1:]
     fit = LinearRegression().fit(powers, y)
     beta, bse = _mpmath_reference(np.column_stack([np.ones(len(x)), powers]), y)
-    assert _digits(fit.params_, beta) >= 12 and _digits(fit.bse_, bse) >= 12
+    # The README: 15 digits of the exact solution of the float64 data (measured: 17 and 15.7).
+    assert _digits(fit.params_, beta) >= 15 and _digits(fit.bse_, bse) >= 15
     # The certified values are for the decimal data; rounding it to float64 alone moves the exact
-    # solution in the 8th digit, so that is all any float64 fit can match.
-    assert _digits(fit.params_, certified_beta) >= 7.5
-    assert _digits(fit.bse_, certified_bse) >= 7.5
+    # solution in the 8th digit, so that is all any float64 fit can match: the fit reaches that limit.
+    limit_beta, limit_bse = _digits(beta, certified_beta), _digits(bse, certified_bse)
+    assert 7.5 <= limit_beta < 9 and 7.5 <= limit_bse < 10
+    assert _digits(fit.params_, certified_beta) >= limit_beta - 0.05
+    assert _digits(fit.bse_, certified_bse) >= limit_bse - 0.05

@@ -87,3 +87,18 @@ def test_bad_stream_sources_are_named(logit_data, tmp_path):
     pd.DataFrame(X, columns=list("abcd")).assign(y=y).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="no target column 'event'"):
         LogisticRegression().fit_stream(csv, target="event")
+
+
+def test_csv_with_a_header_and_no_rows_says_so(logit_data, tmp_path):
+    X, y = logit_data
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b,c,d,y\n")
+    with pytest.raises(ValueError, match=r"empty.csv' has a header \(a, b, c, d, y\) but no rows"):
+        LogisticRegression().fit_stream(empty)
+    # In a folder, the empty file is named even when others hold data.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pd.DataFrame(X, columns=list("abcd")).assign(y=y).to_csv(folder / "a.csv", index=False)
+    (folder / "b.csv").write_text("a,b,c,d,y\n")
+    with pytest.raises(ValueError, match=r"b.csv' has a header .* but no rows"):
+        LogisticRegression().fit_stream(folder)

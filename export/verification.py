@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from export._common import ExportError, as_input_list, is_functional
+from export._common import ExportError, as_input_list, captured_stderr, is_functional
 
 
 @dataclasses.dataclass
@@ -32,7 +32,8 @@ def _interpreter(path: Path):
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        return Interpreter(model_path=str(path))
+        with captured_stderr():  # the interpreter announces its XNNPACK delegate on stderr
+            return Interpreter(model_path=str(path))
     except Exception as error:
         raise ExportError(f"{path} does not load in the LiteRT interpreter: {error}") from error
 
@@ -47,17 +48,43 @@ def _check_shapes(path, names, shapes, arrays):
             raise ExportError(f"Input {name!r} of {path} takes shape {wanted}; got an array of shape {array.shape}.")
 
 
+def _check_builtin_ops(path: Path):
+    """Raises when the file needs Flex or custom ops, which the plain LiteRT interpreter lacks."""
+    from export.tflite import _BUILTIN_NAMES, describe_tflite
+
+    operators = describe_tflite(path.read_bytes(), path).operators
+    builtin = set(_BUILTIN_NAMES.values())
+    flex = sorted(op for op in operators if op.startswith("Flex"))
+    custom = sorted(op for op in operators if op not in builtin and not op.startswith(("Flex", "BUILTIN_")))
+    if flex or custom:
+        needs = "; ".join(part for part in (
+            f"TensorFlow (Flex) ops {', '.join(flex)}" if flex else "",
+            f"custom ops {', '.join(custom)}" if custom else "",
+        ) if part)
+        raise ExportError(
+            f"{path} needs {needs}, which the plain LiteRT interpreter does not have, so it cannot be run "
+            "here; run it where the Flex delegate (or the custom kernels) is linked, or export it with "
+            "builtin ops only (allow_select_tf_ops=False)."
+        )
+
+
 def run_tflite(path, inputs) -> list[np.ndarray]:
     """Runs a TFLite file in the LiteRT interpreter; float inputs are quantized for int8 files."""
     path = Path(path)
     interpreter = _interpreter(path)
+    _check_builtin_ops(path)
     details = interpreter.get_input_details()
     arrays = as_input_list([d["name"] for d in details], inputs, len(details))
     _check_shapes(path, [d["name"] for d in details], [d["shape_signature"] for d in details], arrays)
-    for detail, array in zip(details, arrays):
-        if tuple(detail["shape"]) != array.shape:
-            interpreter.resize_tensor_input(detail["index"], array.shape)
-    interpreter.allocate_tensors()
+    try:
+        for detail, array in zip(details, arrays):
+            if tuple(detail["shape"]) != array.shape:
+                interpreter.resize_tensor_input(detail["index"], array.shape)
+        with captured_stderr():
+            interpreter.allocate_tensors()
+    except Exception as error:
+        raise ExportError(f"{path} cannot be prepared for inputs of shape "
+                          f"{[a.shape for a in arrays]} in the LiteRT interpreter: {error}") from error
     for detail, array in zip(interpreter.get_input_details(), arrays):
         dtype = detail["dtype"]
         scale, zero_point = detail["quantization"]
@@ -156,6 +183,11 @@ def verify(model, path, inputs) -> VerifyResult:
     flat = list(inputs.values()) if isinstance(inputs, dict) else inputs if isinstance(inputs, (list, tuple)) else [inputs]
     for index, array in enumerate(flat):
         array = np.asarray(array)
+        if array.ndim and len(array) == 0:
+            raise ExportError(
+                f"inputs[{index}] holds no samples (shape {array.shape}); verify needs at least one, or "
+                "there would be nothing to compare."
+            )
         if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
             raise ExportError(f"inputs[{index}] contains NaN or infinity; differences would be meaningless.")
     # The artifact runs first: its own shape and count checks give the clearest message.

@@ -1,7 +1,10 @@
-"""The layers GAN generators and discriminators are made of, beyond Keras' own.
+"""The GAN family's own layers: conditional batch normalization, StyleGAN's modulated convolution,
+noise, styles and constant input, the minibatch standard deviation, and the projection score.
 
-Every layer here runs inside an XLA-compiled training step and exports to builtin TFLite ops and plain
-ONNX ops: randomness only in training, state updates only in training, fixed buffers at inference.
+Layers other families use too (spectral and instance normalization, self-attention, pixel shuffle)
+live in `keras_models.layers`. Every layer here runs inside an XLA-compiled training step and exports
+to builtin TFLite ops and plain ONNX ops: randomness only in training, state updates only in
+training, fixed buffers at inference.
 """
 
 from __future__ import annotations
@@ -9,137 +12,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_models.layers import SpectralNorm
+
 _PACKAGE = "keras_models"
-
-
-def _l2_normalize(x, eps=1e-12):
-    return x / ops.sqrt(ops.sum(ops.square(x)) + eps)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpectralNorm(keras.layers.Wrapper):
-    """Spectral normalization of a `Dense`, `Conv2D` or `Embedding` layer's kernel.
-
-    The kernel is divided by its largest singular value, estimated by power iteration with a persistent
-    vector `u` that takes one step per training call (Miyato et al., 2018, "Spectral Normalization for
-    Generative Adversarial Networks"). At inference `u` is read, never updated, so the layer is a pure
-    function of its weights and exports as one.
-
-    Args:
-        layer: the `keras.layers.Dense`, `keras.layers.Conv2D` or `keras.layers.Embedding` to wrap.
-        power_iterations: power-iteration steps per training call (1 in the paper).
-        epsilon: added under square roots.
-    """
-
-    _SUPPORTED = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Embedding)
-
-    def __init__(self, layer, power_iterations: int = 1, epsilon: float = 1e-12, **kwargs):
-        if not isinstance(layer, self._SUPPORTED):
-            raise ValueError(
-                "SpectralNorm wraps Dense, Conv2D or Embedding layers; got "
-                f"layer={type(layer).__name__}."
-            )
-        if not isinstance(power_iterations, int) or power_iterations < 1:
-            raise ValueError(f"power_iterations must be a positive integer; got {power_iterations!r}.")
-        super().__init__(layer, **kwargs)
-        self.power_iterations = power_iterations
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build(input_shape)
-        kernel = self._kernel()
-        # The matrix is (fan_in, units): rows index inputs, columns outputs.
-        rows = int(kernel.shape[-1]) if not isinstance(self.layer, keras.layers.Embedding) else int(kernel.shape[0])
-        self.vector_u = self.add_weight(
-            shape=(1, rows),
-            initializer=keras.initializers.RandomNormal(stddev=1.0),
-            trainable=False,
-            name="vector_u",
-        )
-        self.built = True
-
-    def _kernel(self):
-        if isinstance(self.layer, keras.layers.Embedding):
-            return self.layer.embeddings
-        return self.layer.kernel
-
-    def _matrix(self, kernel):
-        # (out, fan_in): the top singular vector u lives in the output space.
-        if isinstance(self.layer, keras.layers.Embedding):
-            return kernel  # (vocabulary, dim)
-        return ops.transpose(ops.reshape(kernel, (-1, kernel.shape[-1])))
-
-    def normalized_kernel(self, training=False):
-        """The kernel divided by its spectral norm; updates `u` when `training`."""
-        kernel = self._kernel()
-        matrix = self._matrix(kernel)  # (out, fan_in)
-        u = ops.convert_to_tensor(self.vector_u)
-        if training:
-            for _ in range(self.power_iterations):
-                v = _l2_normalize(ops.matmul(u, matrix), self.epsilon)  # (1, fan_in)
-                u = _l2_normalize(ops.matmul(v, ops.transpose(matrix)), self.epsilon)  # (1, out)
-        u = ops.stop_gradient(u)
-        v = ops.stop_gradient(_l2_normalize(ops.matmul(u, matrix), self.epsilon))
-        sigma = ops.sum(ops.matmul(u, matrix) * v)
-        if training:
-            self.vector_u.assign(u)
-        return kernel / sigma
-
-    def call(self, inputs, training=False):
-        kernel = self.normalized_kernel(training=bool(training))
-        layer = self.layer
-        if isinstance(layer, keras.layers.Embedding):
-            return ops.take(kernel, ops.cast(inputs, "int32"), axis=0)
-        if isinstance(layer, keras.layers.Dense):
-            outputs = ops.matmul(inputs, kernel)
-        else:
-            outputs = ops.conv(
-                inputs,
-                kernel,
-                strides=layer.strides,
-                padding=layer.padding,
-                dilation_rate=layer.dilation_rate,
-                data_format=layer.data_format,
-            )
-        if layer.use_bias:
-            outputs = outputs + layer.bias
-        if layer.activation is not None:
-            outputs = layer.activation(outputs)
-        return outputs
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"power_iterations": self.power_iterations, "epsilon": self.epsilon})
-        return config
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class InstanceNormalization(keras.layers.Layer):
-    """Per-sample, per-channel normalization over the spatial axes (Ulyanov et al., 2016), with scale
-    and offset. Used by CycleGAN's generators and pix2pix-style discriminators."""
-
-    def __init__(self, epsilon: float = 1e-5, **kwargs):
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be positive; got epsilon={epsilon!r}.")
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
-
-    def call(self, inputs):
-        mean = ops.mean(inputs, axis=(1, 2), keepdims=True)
-        variance = ops.mean(ops.square(inputs - mean), axis=(1, 2), keepdims=True)
-        return (inputs - mean) * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -198,54 +73,6 @@ class ConditionalBatchNormalization(keras.layers.Layer):
             "epsilon": self.epsilon,
             "use_spectral_norm": self.use_spectral_norm,
         }
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class SelfAttention2D(keras.layers.Layer):
-    """Self-attention over the positions of a feature map (Zhang et al., 2019, "Self-Attention
-    Generative Adversarial Networks").
-
-    `x + gamma * attention(x)`, with 1x1 query/key projections to `channels // reduction` channels, a
-    1x1 value projection and a learned `gamma` starting at 0, so a fresh layer is the identity.
-
-    Args:
-        reduction: the channel reduction of queries and keys (8 in the paper).
-        use_spectral_norm: spectrally normalize the projections (SAGAN and BigGAN do).
-    """
-
-    def __init__(self, reduction: int = 8, use_spectral_norm: bool = True, **kwargs):
-        if not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(f"reduction must be a positive integer; got reduction={reduction!r}.")
-        super().__init__(**kwargs)
-        self.reduction = reduction
-        self.use_spectral_norm = use_spectral_norm
-
-    def _projection(self, filters, name):
-        conv = keras.layers.Conv2D(filters, 1, use_bias=False, name=name)
-        return SpectralNorm(conv, name=name + "_sn") if self.use_spectral_norm else conv
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        inner = max(1, channels // self.reduction)
-        self.query = self._projection(inner, "query")
-        self.key = self._projection(inner, "key")
-        self.value = self._projection(channels, "value")
-        for projection in (self.query, self.key, self.value):
-            projection.build(input_shape)
-        self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
-
-    def call(self, inputs, training=False):
-        height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-        positions = height * width
-        query = ops.reshape(self.query(inputs, training=training), (-1, positions, self.query.compute_output_shape(inputs.shape)[-1]))
-        key = ops.reshape(self.key(inputs, training=training), (-1, positions, query.shape[-1]))
-        value = ops.reshape(self.value(inputs, training=training), (-1, positions, channels))
-        attention = ops.softmax(ops.matmul(query, ops.transpose(key, (0, 2, 1))), axis=-1)  # (b, hw, hw)
-        attended = ops.reshape(ops.matmul(attention, value), (-1, height, width, channels))
-        return inputs + self.gamma * attended
-
-    def get_config(self):
-        return {**super().get_config(), "reduction": self.reduction, "use_spectral_norm": self.use_spectral_norm}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -382,9 +209,14 @@ class MinibatchStdDev(keras.layers.Layer):
     def call(self, inputs):
         shape = ops.shape(inputs)
         batch = shape[0]
-        group = ops.minimum(self.group_size, batch)
-        # Fall back to the whole batch when it does not divide into groups.
-        group = ops.where(ops.equal(batch % group, 0), group, batch)
+        if isinstance(batch, int):
+            # A static batch (JAX traces with one): the group size is a Python int, as reshape needs there.
+            group = min(self.group_size, batch)
+            group = group if batch % group == 0 else batch
+        else:
+            group = ops.minimum(self.group_size, batch)
+            # Fall back to the whole batch when it does not divide into groups.
+            group = ops.where(ops.equal(batch % group, 0), group, batch)
         grouped = ops.reshape(inputs, (group, -1, shape[1], shape[2], shape[3]))  # (g, b/g, h, w, c)
         std = ops.sqrt(ops.var(grouped, axis=0) + self.epsilon)  # (b/g, h, w, c)
         std = ops.mean(std, axis=(1, 2, 3))  # (b/g,)
@@ -397,35 +229,6 @@ class MinibatchStdDev(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "group_size": self.group_size, "epsilon": self.epsilon}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PixelShuffle(keras.layers.Layer):
-    """Sub-pixel convolution's rearrangement (Shi et al., 2016): `(b, h, w, c * r^2)` to
-    `(b, h * r, w * r, c)`. TensorFlow's `depth_to_space`, a builtin TFLite and ONNX op.
-
-    Args:
-        scale: the upsampling factor `r`.
-    """
-
-    def __init__(self, scale: int = 2, **kwargs):
-        if not isinstance(scale, int) or scale < 2:
-            raise ValueError(f"scale must be an integer >= 2; got scale={scale!r}.")
-        super().__init__(**kwargs)
-        self.scale = scale
-
-    def call(self, inputs):
-        import tensorflow as tf
-
-        return tf.nn.depth_to_space(inputs, self.scale)
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        r = self.scale
-        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -1,0 +1,175 @@
+"""Input checks every family shares: arrays, images, class labels, counts and shapes.
+
+Each raises `ValueError` naming what is wrong (the argument, the shape, the value) before a bad batch
+reaches a compiled graph, where the same mistake would surface as a long backend error or, for NaN,
+as silently diverging weights. `CheckedModel` runs them when a builder's model is fitted.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def as_array(data):
+    """`data` as a numpy array when it is an array or a tensor, else `None` (datasets, generators and
+    `tf.data` pipelines are left to Keras' own checks)."""
+    if isinstance(data, np.ndarray):
+        return data
+    if hasattr(data, "numpy") and hasattr(data, "shape"):
+        return np.asarray(data)
+    if hasattr(data, "__array__") and hasattr(data, "shape") and hasattr(data, "dtype"):
+        return np.asarray(data)
+    return None
+
+
+def check_finite(array, what="x"):
+    """Raises when a floating-point array holds NaN or infinity, naming the first bad row."""
+    array = as_array(array)
+    if array is None or not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        kind = "NaN" if np.isnan(array[tuple(bad)]) else "infinity"
+        where = f" (first at row {bad[0]})" if array.ndim else ""
+        raise ValueError(f"{what} contains {kind}{where}.")
+
+
+def check_images(images, image_shape, pixel_range, what="images"):
+    """Raises when `images` do not fit a model built for `image_shape` and `pixel_range`: wrong rank or
+    shape, a non-float dtype, NaN or infinity, values out of range."""
+    array = as_array(images)
+    if array is None:
+        return
+    if array.ndim != len(image_shape) + 1 or tuple(array.shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"{what} must have shape (batch, {', '.join(map(str, image_shape))}); got {array.shape}."
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what} must be floating point scaled to {tuple(pixel_range)}; got dtype {array.dtype}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} contain NaN or infinity.")
+    low, high = pixel_range
+    margin = 1e-3 * (high - low)
+    if array.size and (array.min() < low - margin or array.max() > high + margin):
+        raise ValueError(
+            f"{what} range over [{array.min():.4g}, {array.max():.4g}] but the model was built for "
+            f"pixel_range={tuple(pixel_range)}; rescale them or build with a matching pixel_range."
+        )
+
+
+def check_labels(labels, num_classes, count=None, what="labels"):
+    """Returns `labels` as an int32 vector, or raises on bad shapes, types or values (a class index
+    outside `[0, num_classes)`, a fraction, a count that does not match the samples)."""
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be a vector of class indices; got shape {array.shape}.")
+    if count is not None and len(array) != count:
+        raise ValueError(f"{what} must hold {count} entries, one per sample; got {len(array)}.")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise ValueError(f"{what} must be integer class indices; got dtype {array.dtype}.")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() >= num_classes):
+        raise ValueError(
+            f"{what} must lie in [0, {num_classes}); got values from {array.min()} to {array.max()}."
+        )
+    return array.astype(np.int32)
+
+
+def check_count(value, what="num_samples"):
+    """`value` as a positive int, or a `ValueError` naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer; got {what}={value!r}.")
+    return int(value)
+
+
+def check_shape(shape, what="input_shape", rank=None):
+    """`shape` as a tuple of positive ints (`rank` of them when given), or a `ValueError` naming `what`.
+
+    A zero-sized axis would build a model that sees no features and predicts a constant; `None` and a
+    bare integer are refused rather than guessed at.
+    """
+    size = f"{rank} " if rank is not None else ""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a tuple of {size}positive integers; got {what}={shape!r}.") from None
+    valid = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims)
+    if not dims or not valid or (rank is not None and len(dims) != rank):
+        raise ValueError(f"{what} must be a tuple of {size}positive integers; got {what}={shape!r}.")
+    return tuple(int(d) for d in dims)
+
+
+def check_features(shape, n_features, what):
+    """Raises unless the static `shape` of a batch is `(batch, n_features)`; unknown axes pass.
+
+    Compiled estimators index their features by position, so a wider input would be read silently.
+    """
+    shape = tuple(None if d is None else int(d) for d in shape)
+    if len(shape) != 2 or (shape[1] is not None and shape[1] != n_features):
+        raise ValueError(
+            f"{what} takes inputs of shape (batch, {n_features}), the {n_features} feature(s) it was fitted "
+            f"on; got shape {shape}."
+        )
+
+
+def _loss_name(loss) -> str:
+    if isinstance(loss, str):
+        return loss
+    return getattr(loss, "name", None) or getattr(loss, "__name__", "") or ""
+
+
+def check_training_data(model, x, y, what=("x", "y")):
+    """Checks arrays about to train or evaluate `model`: finite values, and targets its loss can read.
+
+    With a sparse categorical cross-entropy, `y` must hold class indices below the model's output
+    units; with a binary cross-entropy, values in [0, 1]. Datasets and generators are left to Keras.
+    """
+    x_name, y_name = what
+    x_array = as_array(x)
+    if x_array is not None:
+        check_finite(x_array, x_name)
+    y_array = as_array(y)
+    if y_array is None:
+        return
+    check_finite(y_array, y_name)
+    if len(getattr(model, "outputs", None) or []) != 1:
+        return  # several outputs: each has its own loss and targets
+    loss = _loss_name(getattr(model, "loss", None))
+    if "sparse_categorical" in loss and (y_array.ndim == 1 or (y_array.ndim == 2 and y_array.shape[1] == 1)):
+        units = model.outputs[0].shape[-1]
+        count = len(x_array) if x_array is not None and x_array.ndim else None
+        check_labels(y_array, units, count=count, what=y_name)
+    elif "binary" in loss and "crossentropy" in loss and y_array.size:
+        low, high = float(y_array.min()), float(y_array.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"{y_name} must lie in [0, 1] for the binary cross-entropy of {model.name!r}; got values "
+                f"from {low:g} to {high:g}."
+            )
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class CheckedModel(keras.Model):
+    """A functional `keras.Model` whose `fit` and `evaluate` check array inputs first.
+
+    NaN or infinity in `x` or `y`, a class index outside the model's classes, or a binary target
+    outside [0, 1] raise a `ValueError` naming the argument, before the first step. Everything else is
+    Keras' own: the checks read numpy arrays and tensors only, and the graph, `.keras` files and exports
+    are those of a plain functional model.
+    """
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        check_training_data(self, x, y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            check_training_data(self, validation[0], validation[1], what=("validation_data x", "validation_data y"))
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        check_training_data(self, x, y)
+        return super().evaluate(x, y, *args, **kwargs)

@@ -3,6 +3,12 @@
     python benchmarks/gan_quality.py                     # every measured variant
     python benchmarks/gan_quality.py --variants cgan srgan --json out.json
 
+Across Keras backends, every backend's samples are judged by one judge: train and sample on each
+backend, then judge every saved sample file in one TensorFlow process.
+
+    KERAS_BACKEND=jax python benchmarks/gan_quality.py --variants cgan dcgan wgan_gp --save-samples s/jax
+    KERAS_BACKEND=tensorflow python benchmarks/gan_quality.py --judge s/tf s/jax --json out.json
+
 Measures, on the 8x8 digits (32x32 for super-resolution):
   * a CNN judge trained on the real training split (its held-out accuracy is reported);
   * cgan: how often the judge reads a sample as the label it was generated for;
@@ -28,7 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from scipy import linalg  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -43,6 +48,9 @@ EPOCHS = {
     "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan_gp": 40, "stylegan": 40, "biggan": 30,
     "infogan": 60, "pix2pix": 40, "cyclegan": 30, "srgan": 30,
 }
+CONDITIONAL = ("cgan", "biggan")
+NUM_SAMPLES = 1000
+SAMPLE_SEED = 1
 
 
 def judge(image_size=8, epochs=40, seed=0):
@@ -73,10 +81,19 @@ def frechet_distance(a, b):
 
 def edge_map(images):
     """Morphological gradient (3x3 max minus min), the translation target."""
+    import tensorflow as tf
+
     x = tf.constant(images)
     dilated = tf.nn.max_pool2d(x, 3, 1, "SAME")
     eroded = -tf.nn.max_pool2d(-x, 3, 1, "SAME")
     return np.clip((dilated - eroded).numpy(), 0.0, 1.0).astype("float32")
+
+
+def resize(images, size, method):
+    """TensorFlow's resize (its bicubic kernel is the published baseline), clipped to [0, 1]."""
+    import tensorflow as tf
+
+    return np.clip(tf.image.resize(images, (size, size), method=method).numpy(), 0, 1)
 
 
 def psnr(a, b):
@@ -84,54 +101,140 @@ def psnr(a, b):
     return float(np.mean(10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))))
 
 
-def train(variant, *fit_args, epochs, batch_size=64, **build_kwargs):
-    keras.utils.set_random_seed(0)
-    gan = keras_models.build(variant, seed=0, **build_kwargs)
+def train(variant, *fit_args, epochs, batch_size=64, seed=0, jit_compile=None, **build_kwargs):
+    keras.utils.set_random_seed(seed)
+    gan = keras_models.build(variant, seed=seed, jit_compile=jit_compile, **build_kwargs)
     start = time.perf_counter()
     gan.fit(*fit_args, epochs=epochs, batch_size=batch_size, verbose=0)
     return gan, time.perf_counter() - start
 
 
-def run(variants, log=print):
-    results = {"machine": "2 CPU cores, no GPU"}
+def sample_variant(variant, x_train, y_train, seed=0, jit_compile=None):
+    """Trains a sampled variant on the active backend; its samples, their requested labels, and facts."""
+    conditional = variant in CONDITIONAL
+    args = (x_train, y_train) if conditional else (x_train,)
+    load_before = os.getloadavg()[0]
+    gan, seconds = train(
+        variant, *args, epochs=EPOCHS[variant], seed=seed, jit_compile=jit_compile, image_shape=(8, 8, 1)
+    )
+    load_after = os.getloadavg()[0]
+    labels = np.arange(NUM_SAMPLES) % 10
+    samples = gan.generate(NUM_SAMPLES, labels=labels if conditional else None, seed=SAMPLE_SEED)
+    facts = {
+        "variant": variant,
+        "backend": keras.backend.backend(),
+        "seed": seed,
+        "epochs": EPOCHS[variant],
+        "train_seconds": seconds,
+        "jit_compile": bool(gan.jit_compile),
+        "load_average": [load_before, load_after],
+    }
+    return np.asarray(keras.ops.convert_to_numpy(samples), np.float32), labels, conditional, facts
+
+
+def score(samples, labels, conditional, classifier, features, real_test_features):
+    """FD, class coverage and largest class share of `samples` as the judge reads them."""
+    predicted = classifier.predict(samples, verbose=0).argmax(-1)
+    shares = np.bincount(predicted, minlength=10) / len(predicted)
+    entry = {
+        "fd_vs_real_test": frechet_distance(features.predict(samples, verbose=0), real_test_features),
+        "classes_covered": int((shares > 0).sum()),
+        "largest_class_share": float(shares.max()),
+        "class_shares": [round(float(s), 3) for s in shares],
+    }
+    if conditional:
+        entry["label_accuracy"] = float(np.mean(predicted == labels))
+    return entry
+
+
+def digits_judge(log=print):
+    """The 8x8 judge, the held-out features and the reference distances, as every mode reports them."""
     classifier, features, accuracy = judge(8)
-    (x_train, y_train), (x_test, _) = load_digits(8)
+    (x_train, _), (x_test, _) = load_digits(8)
     real_test_features = features.predict(x_test, verbose=0)
-    results["judge"] = {"test_accuracy": accuracy}
-    results["reference_fd"] = {
+    reference = {
         "real_train_vs_real_test": frechet_distance(features.predict(x_train, verbose=0), real_test_features),
         "uniform_noise_vs_real_test": frechet_distance(
             features.predict(np.random.default_rng(0).uniform(0, 1, (1000, 8, 8, 1)).astype("float32"), verbose=0),
             real_test_features,
         ),
     }
-    log(f"judge accuracy {accuracy:.3f}; reference FD {results['reference_fd']}")
+    log(f"judge accuracy {accuracy:.3f}; reference FD {reference}")
+    return classifier, features, real_test_features, {"test_accuracy": accuracy}, reference
+
+
+def save_samples(variants, directory, seed=0, jit_compile=None, log=print):
+    """Trains `variants` on the active backend and writes `<variant>.npz` (samples, labels, facts) per variant."""
+    unknown = [v for v in variants if v not in SAMPLED]
+    if unknown:
+        raise SystemExit(f"--save-samples takes sampled variants {SAMPLED}; got {unknown}.")
+    os.makedirs(directory, exist_ok=True)
+    (x_train, y_train), _ = load_digits(8)
+    for variant in variants:
+        samples, labels, conditional, facts = sample_variant(variant, x_train, y_train, seed, jit_compile)
+        path = os.path.join(directory, f"{variant}.npz")
+        np.savez(path, samples=samples, labels=labels, conditional=conditional, facts=json.dumps(facts))
+        log(f"{path}: {json.dumps(facts)}")
+
+
+def judge_saved(directories, log=print):
+    """Judges every `<variant>.npz` of `directories` with one judge trained on TensorFlow."""
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"--judge runs under KERAS_BACKEND=tensorflow; this is {keras.backend.backend()!r}.")
+    classifier, features, real_test_features, judge_facts, reference = digits_judge(log)
+    results = {"machine": "2 CPU cores, no GPU", "judge": judge_facts, "reference_fd": reference, "runs": []}
+    for directory in directories:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(".npz"))
+        if not names:
+            raise SystemExit(f"No .npz sample files in {directory!r}.")
+        for name in names:
+            with np.load(os.path.join(directory, name)) as saved:
+                facts = json.loads(str(saved["facts"]))
+                entry = score(saved["samples"], saved["labels"], bool(saved["conditional"]), classifier, features,
+                              real_test_features)
+            results["runs"].append({"directory": directory, **facts, **entry})
+            log(f"{directory}/{name}: {json.dumps(results['runs'][-1])}")
+    return results
+
+
+def markdown_table(results):
+    """One row per judged sample file, variants grouped, in the order the directories were given."""
+    lines = [
+        "| variant | backend | seed | jit_compile | epochs (batch 64) | train s | load avg before / after "
+        "| FD vs real | classes covered | largest class share | judge reads requested label |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = list(dict.fromkeys(run["variant"] for run in results["runs"]))
+    for run in sorted(results["runs"], key=lambda r: order.index(r["variant"])):
+        label = f"{run['label_accuracy']:.3f}" if "label_accuracy" in run else "n/a"
+        lines.append(
+            f"| {run['variant']} | {run['backend']} | {run['seed']} | {run['jit_compile']} | {run['epochs']} "
+            f"| {run['train_seconds']:.1f} | {run['load_average'][0]:.1f} / {run['load_average'][1]:.1f} "
+            f"| {run['fd_vs_real_test']:.2f} | {run['classes_covered']} / 10 | {run['largest_class_share']:.3f} "
+            f"| {label} |"
+        )
+    return "\n".join(lines)
+
+
+def run(variants, seed=0, jit_compile=None, log=print):
+    results = {"machine": "2 CPU cores, no GPU"}
+    classifier, features, real_test_features, results["judge"], results["reference_fd"] = digits_judge(log)
+    (x_train, y_train), _ = load_digits(8)
     for variant in variants:
         if variant in SAMPLED:
-            conditional = variant in ("cgan", "biggan")
-            args = (x_train, y_train) if conditional else (x_train,)
-            gan, seconds = train(variant, *args, epochs=EPOCHS[variant], image_shape=(8, 8, 1))
-            labels = np.arange(1000) % 10
-            samples = gan.generate(1000, labels=labels if conditional else None, seed=1)
-            predicted = classifier.predict(samples, verbose=0).argmax(-1)
-            shares = np.bincount(predicted, minlength=10) / len(predicted)
-            entry = {
-                "epochs": EPOCHS[variant],
-                "train_seconds": seconds,
-                "fd_vs_real_test": frechet_distance(features.predict(samples, verbose=0), real_test_features),
-                "classes_covered": int((shares > 0).sum()),
-                "largest_class_share": float(shares.max()),
-                "class_shares": [round(float(s), 3) for s in shares],
-            }
-            if conditional:
-                entry["label_accuracy"] = float(np.mean(predicted == labels))
+            samples, labels, conditional, facts = sample_variant(variant, x_train, y_train, seed, jit_compile)
+            entry = {"epochs": facts["epochs"], "train_seconds": facts["train_seconds"]}
+            entry.update(score(samples, labels, conditional, classifier, features, real_test_features))
             results[variant] = entry
         elif variant in TRANSLATED:
             (train_images, _), (test_images, _) = load_digits(8)
             train_edges, test_edges = edge_map(train_images), edge_map(test_images)
             if variant == "cyclegan":  # unpaired: the edge maps of other digits, in another order
                 train_edges = train_edges[np.random.default_rng(1).permutation(len(train_edges))]
-            gan, seconds = train(variant, train_images, train_edges, epochs=EPOCHS[variant], batch_size=32, image_shape=(8, 8, 1))
+            gan, seconds = train(
+                variant, train_images, train_edges, epochs=EPOCHS[variant], batch_size=32, seed=seed,
+                jit_compile=jit_compile, image_shape=(8, 8, 1),
+            )
             predicted = gan.translate(test_images)
             results[variant] = {
                 "epochs": EPOCHS[variant],
@@ -146,11 +249,12 @@ def run(variants, log=print):
             _, content_features, accuracy32 = judge(32, epochs=15)
             content = keras.Model(content_features.input, content_features.get_layer("judge_conv2").output, name="content")
             gan, seconds = train(
-                "srgan", low(hr_train), hr_train, epochs=EPOCHS["srgan"], batch_size=32,
-                image_shape=(32, 32, 1), width=16, num_blocks=2, content_model=content, content_weight=0.1,
+                "srgan", low(hr_train), hr_train, epochs=EPOCHS["srgan"], batch_size=32, seed=seed,
+                jit_compile=jit_compile, image_shape=(32, 32, 1), width=16, num_blocks=2, content_model=content,
+                content_weight=0.1,
             )
             upsampled = gan.translate(low(hr_test))
-            resized = lambda method: np.clip(tf.image.resize(low(hr_test), (32, 32), method=method).numpy(), 0, 1)  # noqa: E731
+            resized = lambda method: resize(low(hr_test), 32, method)  # noqa: E731
             bicubic = resized("bicubic")
             results["srgan"] = {
                 "epochs": EPOCHS["srgan"],
@@ -169,10 +273,29 @@ def run(variants, log=print):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=["cgan", "dcgan", "wgan_gp", "pix2pix", "cyclegan", "srgan"])
+    parser.add_argument("--variants", nargs="+", help="default: cgan dcgan wgan_gp pix2pix cyclegan srgan "
+                        "(cgan dcgan wgan_gp with --save-samples)")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of training (default 0)")
+    parser.add_argument("--jit-compile", choices=("default", "on", "off"), default="default",
+                        help="compile the training step: the library's default for this backend, or forced on/off")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--save-samples", metavar="DIR",
+                      help="train the sampled variants on the active Keras backend and save their samples to DIR")
+    mode.add_argument("--judge", nargs="+", metavar="DIR",
+                      help="judge the samples saved in each DIR with one judge (TensorFlow backend)")
     args = parser.parse_args(argv)
-    results = run(args.variants)
+    jit_compile = {"default": None, "on": True, "off": False}[args.jit_compile]
+    if args.save_samples:
+        variants = args.variants or ["cgan", "dcgan", "wgan_gp"]
+        save_samples(variants, args.save_samples, seed=args.seed, jit_compile=jit_compile)
+        return
+    if args.judge:
+        results = judge_saved(args.judge)
+        print(markdown_table(results))
+    else:
+        variants = args.variants or ["cgan", "dcgan", "wgan_gp", "pix2pix", "cyclegan", "srgan"]
+        results = run(variants, seed=args.seed, jit_compile=jit_compile)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

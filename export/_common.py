@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_models.files import atomic_write, create_temporary  # noqa: F401 - atomic_write is re-exported
 
 
 class ExportError(ValueError):
@@ -329,25 +330,13 @@ def captured_stderr():
 
 
 def _create_temporary(path: Path) -> Path:
-    """Creates an empty, hidden file beside `path` and returns its name.
-
-    It is opened with mode 0o666 like any new file, so the umask (and a folder's default ACL) decide
-    the final mode exactly as they do for `model.save`; `tempfile.mkstemp` would make every export
-    0o600 whatever the umask.
-    """
-    for _ in range(100):
-        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise ExportError(
-                f"Cannot write {str(path)!r}: folder {str(path.parent)!r} is not writable ({error.strerror})."
-            ) from None
-        os.close(fd)
-        return candidate
-    raise ExportError(f"Cannot create a temporary file beside {str(path)!r}.")
+    """`keras_models.files.create_temporary`, with an `ExportError` naming the path the user gave."""
+    try:
+        return create_temporary(path)
+    except OSError as error:
+        raise ExportError(
+            f"Cannot write {str(path)!r}: folder {str(path.parent)!r} is not writable ({error.strerror or error})."
+        ) from None
 
 
 def check_destination(path) -> Path:
@@ -365,21 +354,6 @@ def check_destination(path) -> Path:
     # os.access answers for permission bits only (root passes, a read-only mount may not): try it.
     _create_temporary(path).unlink()
     return path
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path):
-    """Yields a temporary path beside `path`; moves it into place only if the block succeeds.
-
-    The file gets the mode any new file gets (0o666 less the umask), also when it replaces one.
-    """
-    tmp = _create_temporary(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def as_input_list(model_or_names, inputs, count: int) -> list[np.ndarray]:

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from keras_models.files import atomic_write
 
 
 def _unwrap(estimator):
@@ -137,14 +137,8 @@ def plot_tree(estimator, path, *, feature_names=None, class_names=None, tree: in
     try:
         sklearn_tree.plot_tree(model, feature_names=names, class_names=classes, filled=True,
                                max_depth=max_depth, ax=figure.gca(), fontsize=8)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.png", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_write(path) as tmp:
             figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     finally:
         plt.close(figure)
     return path

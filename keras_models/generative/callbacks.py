@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from keras_models.files import atomic_write
 
 
 def image_grid(images, columns=None, pixel_range=(0.0, 1.0), padding=1):
@@ -68,14 +68,8 @@ def save_image(array, path, *, title=None, min_size=256):
     if title:
         figure.text(0.5, 1.0 - band / 2 / (height + band), str(title), ha="center", va="center",
                     fontsize=11, color="black")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         figure.savefig(tmp, format="png", dpi=_DPI)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

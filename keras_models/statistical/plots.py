@@ -6,11 +6,11 @@ numbers, so callers (and tests) can check what was drawn. Files are written atom
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from keras_models.files import atomic_write
 
 
 def _figure():
@@ -28,14 +28,8 @@ def _save(figure, path):
         raise ValueError(f"Plots are written as PNG; got path={str(path)!r}.")
     if not path.parent.is_dir():
         raise ValueError(f"Folder {str(path.parent)!r} for plot {str(path)!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         figure.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

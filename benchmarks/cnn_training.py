@@ -1,11 +1,20 @@
-"""ResNet-18 training throughput on 32x32x3 images, batch 64: Keras with and without XLA (and XLA under
-the CPU flags that decide its convolution speed) against PyTorch eager running the same architecture.
+"""Training throughput on CPU, every Keras backend side by side with PyTorch at its best.
 
-    python benchmarks/cnn_training.py [--steps 20] [--repeats 3] [--output results.json]
+    python benchmarks/cnn_training.py                          # ResNet-18, 32x32x3, batch 64, SGD
+    python benchmarks/cnn_training.py --model dcgan            # one DCGAN step (D then G), 32x32x1
+    python benchmarks/cnn_training.py --model transformer      # one pre-norm transformer block
+    python benchmarks/cnn_training.py --rounds 7 --steps 10 --configs keras_torch keras_torch_cf torch_channels_last
 
-Each configuration runs in its own process, because XLA_FLAGS and TF_ENABLE_ONEDNN_OPTS are read once
-at start-up. Achieved FLOP/s are reported as a fraction of a 4096x4096 float32 matmul measured in the
-same run. PyTorch (`pip install torch==2.13.0`) is a benchmark-only dependency.
+Every configuration runs in its own worker process (backends and XLA flags are chosen at start-up).
+The workers are started and warmed up one at a time (tracing, XLA compilation and `torch.compile`
+excluded), then timed in alternation: round 1 times A, B, C, ..., round 2 the same, `--rounds` times,
+while the other workers wait on a pipe. The median over rounds is reported, with the 1-minute load
+average before and after the run and around each round. A run above a load of about 1.5 on two cores
+is not one to publish.
+
+Both frameworks set their thread count to the machine's cores. Keras trains through `fit()` on numpy
+arrays (what a user runs); PyTorch runs its own loop on tensors already in memory. PyTorch
+(`pip install torch==2.13.0`) and JAX are test-extra dependencies.
 """
 
 from __future__ import annotations
@@ -13,104 +22,108 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
-BATCH = 64
-IMAGE = (32, 32, 3)
-CLASSES = 10
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
-# name -> (backend, jit_compile, extra environment, what it shows)
-CONFIGS = {
-    "keras_default": ("keras", None, {}, "library default (compile_model family='cnn')"),
-    "keras_no_xla": ("keras", False, {}, "TensorFlow graph, oneDNN kernels"),
-    "keras_no_xla_no_onednn": ("keras", False, {"TF_ENABLE_ONEDNN_OPTS": "0"}, "TensorFlow graph, Eigen kernels"),
-    "keras_xla": ("keras", True, {}, "XLA, default CPU flags"),
-    "keras_xla_legacy_runtime": ("keras", True, {"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=false"},
-                                 "XLA, pre-thunk runtime"),
-    "keras_xla_single_thread_eigen": ("keras", True, {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"},
-                                      "XLA, single-threaded Eigen convolutions"),
-    "keras_xla_onednn": ("keras", True, {"XLA_FLAGS": "--xla_cpu_use_onednn=true "
-                                         "--xla_cpu_experimental_onednn_custom_call=true"},
-                         "XLA, oneDNN custom calls"),
-    "keras_xla_xnnpack": ("keras", True, {"XLA_FLAGS": "--xla_cpu_use_xnnpack=true"}, "XLA, XNNPACK"),
-    "torch_eager": ("torch", None, {}, "PyTorch 2.13 eager, same architecture"),
+# What each model trains on: batch, per-sample shape and what one step is.
+MODELS = {
+    "resnet18": {"batch": 64, "what": "ResNet-18 (the resnet18 builder), 32x32x3, 10 classes, SGD 0.01 momentum 0.9"},
+    "dcgan": {"batch": 64, "what": "DCGAN (the dcgan builder, width 32, latent 32), 32x32x1, one D and one G update, Adam"},
+    "transformer": {"batch": 32, "what": "embedding + one pre-norm transformer block (d=256, 4 heads, MLP 1024) "
+                                         "+ token logits, sequence 128, vocabulary 1000, AdamW"},
 }
 
+# name -> (framework, options, what it is)
+CONFIGS = {
+    "keras_tf_graph": ("keras", {"backend": "tensorflow", "jit_compile": False}, "Keras, TensorFlow graph"),
+    "keras_tf_xla": ("keras", {"backend": "tensorflow", "jit_compile": True}, "Keras, TensorFlow + XLA"),
+    "keras_jax": ("keras", {"backend": "jax", "jit_compile": True}, "Keras, JAX (XLA)"),
+    "keras_torch": ("keras", {"backend": "torch", "jit_compile": False},
+                    "Keras, PyTorch backend (the library's defaults)"),
+    "keras_torch_cf": ("keras", {"backend": "torch", "jit_compile": False, "data_format": "channels_first"},
+                       "Keras, PyTorch backend, channels-first convolutions"),
+    "keras_torch_compile": ("keras", {"backend": "torch", "jit_compile": True},
+                            "Keras, PyTorch backend, torch.compile"),
+    "torch_eager": ("torch", {"channels_last": False, "compile": False}, "PyTorch eager, NCHW"),
+    "torch_channels_last": ("torch", {"channels_last": True, "compile": False}, "PyTorch eager, channels_last"),
+    "torch_compile": ("torch", {"channels_last": False, "compile": True}, "PyTorch torch.compile, NCHW"),
+    "torch_compile_channels_last": ("torch", {"channels_last": True, "compile": True},
+                                    "PyTorch torch.compile, channels_last"),
+}
+# The layout options only mean something for convolutional models.
+LAYOUT_ONLY = {"keras_torch_cf", "torch_channels_last", "torch_compile_channels_last"}
+CLASSES, SEQUENCE, VOCABULARY = 10, 128, 1000
+
 
 # ------------------------------------------------------------------------------------------------
-# FLOPs of one forward pass, counted from the Keras graph (multiply-adds x 2, convolutions and dense).
+# Keras workers: the library's builders (the transformer block is written with keras.layers until
+# the transformer family lands).
 
 
-def forward_flops(model) -> int:
+def keras_transformer(jit_compile):
     import keras
 
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            _, h, w, cout = layer.output.shape
-            total += 2 * h * w * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-    return total
+    tokens = keras.Input((SEQUENCE,), dtype="int32")
+    x = keras.layers.Embedding(VOCABULARY, 256)(tokens)
+    h = keras.layers.LayerNormalization(epsilon=1e-5)(x)
+    h = keras.layers.MultiHeadAttention(4, 64)(h, h, use_causal_mask=True)
+    x = keras.layers.Add()([x, h])
+    h = keras.layers.LayerNormalization(epsilon=1e-5)(x)
+    h = keras.layers.Dense(1024, activation="gelu")(h)
+    x = keras.layers.Add()([x, keras.layers.Dense(256)(h)])
+    x = keras.layers.LayerNormalization(epsilon=1e-5)(x)
+    model = keras.Model(tokens, keras.layers.Dense(VOCABULARY)(x))
+    model.compile(keras.optimizers.AdamW(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
+    return model
 
 
-def matmul_gflops(n=4096, repeats=10) -> float:
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    product = tf.function(lambda a, b: tf.matmul(a, b))
-    product(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        product(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
-# ------------------------------------------------------------------------------------------------
-# Workers
-
-
-def keras_worker(jit_compile, steps, repeats):
+def keras_setup(model_name, options, steps):
+    import keras
     import numpy as np
 
     import keras_models
 
-    model = keras_models.build("resnet18", input_shape=IMAGE, num_classes=CLASSES, jit_compile=jit_compile)
+    batch = MODELS[model_name]["batch"]
     rng = np.random.default_rng(0)
-    x = rng.uniform(size=(BATCH * steps, *IMAGE)).astype("float32")
-    y = rng.integers(0, CLASSES, size=BATCH * steps)
-    start = time.perf_counter()
-    model.fit(x[: 2 * BATCH], y[: 2 * BATCH], batch_size=BATCH, epochs=1, verbose=0)  # compile + warm up
-    compile_seconds = time.perf_counter() - start
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
-        rates.append(BATCH * steps / (time.perf_counter() - start))
-    return {
-        "images_per_second": float(np.median(rates)),
-        "all_rates": rates,
-        "jit_compile": bool(model.jit_compile),
-        "warmup_seconds": compile_seconds,
-        "parameters": int(model.count_params()),
-        "forward_flops_per_image": forward_flops(model),
-        "matmul_gflops": matmul_gflops(),
-    }
+    jit = options["jit_compile"]
+    if model_name == "resnet18":
+        model = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=CLASSES, compile=False,
+                                   data_format=options.get("data_format", "channels_last"))
+        keras_models.compile_model(model, optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                                   loss="sparse_categorical_crossentropy", jit_compile=jit, family="cnn")
+        data = (rng.uniform(size=(batch * steps, 32, 32, 3)).astype("float32"),
+                rng.integers(0, CLASSES, size=batch * steps))
+    elif model_name == "dcgan":
+        model = keras_models.build("dcgan", image_shape=(32, 32, 1), jit_compile=jit)
+        data = (rng.uniform(size=(batch * steps, 32, 32, 1)).astype("float32"), None)
+    else:
+        model = keras_transformer(jit)
+        data = (rng.integers(0, VOCABULARY, size=(batch * steps, SEQUENCE)).astype("int32"),
+                rng.integers(0, VOCABULARY, size=(batch * steps, SEQUENCE)).astype("int32"))
+    x, y = data
+
+    def epoch(count=steps):
+        model.fit(x[: batch * count], None if y is None else y[: batch * count], batch_size=batch, epochs=1,
+                  verbose=0, shuffle=False)
+
+    facts = {"backend": keras.backend.backend(), "jit_compile": bool(model.jit_compile),
+             "parameters": int(model.count_params())}
+    return epoch, facts
 
 
-def torch_worker(steps, repeats):
-    import numpy as np
+# ------------------------------------------------------------------------------------------------
+# PyTorch workers: the same architectures, written here.
+
+
+def torch_modules(model_name):
     import torch
     from torch import nn
-
-    torch.set_num_threads(os.cpu_count())
 
     def bn(channels):
         # Keras' BatchNormalization: epsilon 1.001e-5, momentum 0.99 (PyTorch counts 1 - momentum).
@@ -119,10 +132,8 @@ def torch_worker(steps, repeats):
     class Basic(nn.Module):
         def __init__(self, cin, cout, stride):
             super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
-            self.bn1 = bn(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
-            self.bn2 = bn(cout)
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1), bn(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1), bn(cout)
             self.short = None
             if stride != 1 or cin != cout:
                 self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride), bn(cout))
@@ -145,179 +156,230 @@ def torch_worker(steps, repeats):
             self.fc = nn.Linear(512, CLASSES)
 
         def forward(self, x):
-            x = self.blocks(self.stem(x))
-            return self.fc(x.mean(dim=(2, 3)))
+            return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
-    model = ResNet18()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
+    if model_name == "resnet18":
+        return {"model": ResNet18()}
+    if model_name == "dcgan":
+        # The dcgan builder at 32x32x1, width 32, latent 32: 4x4 start, three 2x upsamplings.
+        def up(cin, cout):
+            return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout, momentum=0.1), nn.ReLU()]
+
+        def down(cin, cout, norm):
+            layers = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+            if norm:
+                layers.append(nn.BatchNorm2d(cout, momentum=0.01))
+            return layers + [nn.LeakyReLU(0.2)]
+
+        generator = nn.Sequential(
+            nn.Linear(32, 4 * 4 * 256, bias=False), nn.Unflatten(1, (256, 4, 4)), nn.BatchNorm2d(256, momentum=0.1),
+            nn.ReLU(), *up(256, 128), *up(128, 64), *up(64, 32), nn.Conv2d(32, 1, 3, 1, 1), nn.Tanh())
+        discriminator = nn.Sequential(*down(1, 32, False), *down(32, 64, True), *down(64, 128, True),
+                                      *down(128, 256, True), nn.Flatten(), nn.Linear(256 * 2 * 2, 1))
+        return {"generator": generator, "discriminator": discriminator}
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(VOCABULARY, 256)
+            self.block = nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.0, activation="gelu", batch_first=True,
+                                                    norm_first=True, layer_norm_eps=1e-5)
+            self.norm = nn.LayerNorm(256, eps=1e-5)
+            self.out = nn.Linear(256, VOCABULARY)
+            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(SEQUENCE))
+
+        def forward(self, tokens):
+            return self.out(self.norm(self.block(self.embed(tokens), src_mask=self.mask, is_causal=True)))
+
+    return {"model": Block()}
+
+
+def torch_setup(model_name, options, steps):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(os.cpu_count())
+    batch = MODELS[model_name]["batch"]
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.uniform(size=(BATCH * steps, 3, 32, 32)).astype("float32"))
-    y = torch.from_numpy(rng.integers(0, CLASSES, size=BATCH * steps))
+    modules = torch_modules(model_name)
+    fmt = torch.channels_last if options["channels_last"] else torch.contiguous_format
+    for module in modules.values():
+        module.to(memory_format=fmt) if model_name != "transformer" else None
+        module.train()
 
-    def epoch(count):
-        for i in range(count):
-            xb, yb = x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH]
+    def compiled(fn):
+        return torch.compile(fn) if options["compile"] else fn
+
+    if model_name == "resnet18":
+        model = modules["model"]
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+        x = torch.from_numpy(rng.uniform(size=(batch * steps, 3, 32, 32)).astype("float32"))
+        x = x.contiguous(memory_format=fmt)
+        y = torch.from_numpy(rng.integers(0, CLASSES, size=batch * steps))
+
+        @compiled
+        def step(xb, yb):
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
             optimizer.step()
-        return float(loss)
+            return loss
 
-    model.train()
+        def one(i):
+            step(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+    elif model_name == "dcgan":
+        generator, discriminator = modules["generator"], modules["discriminator"]
+        g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        bce = nn.BCEWithLogitsLoss()
+        x = torch.from_numpy(rng.uniform(size=(batch * steps, 1, 32, 32)).astype("float32") * 2 - 1)
+        x = x.contiguous(memory_format=fmt)
+        ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+
+        @compiled
+        def step(real):
+            fake = generator(torch.randn(batch, 32))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss = bce(discriminator(real), ones) + bce(discriminator(fake.detach()), zeros)
+            d_loss.backward()
+            d_opt.step()
+            g_opt.zero_grad(set_to_none=True)
+            g_loss = bce(discriminator(generator(torch.randn(batch, 32))), ones)
+            g_loss.backward()
+            g_opt.step()
+            return d_loss, g_loss
+
+        def one(i):
+            step(x[i * batch:(i + 1) * batch])
+    else:
+        model = modules["model"]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+        x = torch.from_numpy(rng.integers(0, VOCABULARY, size=(batch * steps, SEQUENCE)))
+        y = torch.from_numpy(rng.integers(0, VOCABULARY, size=(batch * steps, SEQUENCE)))
+
+        @compiled
+        def step(xb, yb):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb).reshape(-1, VOCABULARY), yb.reshape(-1))
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        def one(i):
+            step(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+
+    def epoch(count=steps):
+        for i in range(count):
+            one(i)
+
+    parameters = sum(p.numel() for m in modules.values() for p in m.parameters())
+    return epoch, {"torch": torch.__version__, "threads": torch.get_num_threads(), "parameters": int(parameters)}
+
+
+def worker(name, model_name, steps):
+    """Builds and warms up, says `ready`, then times one epoch of `steps` steps per `run` line."""
+    framework, options, _ = CONFIGS[name]
+    start = time.perf_counter()
+    setup = keras_setup if framework == "keras" else torch_setup
+    epoch, facts = setup(model_name, options, steps)
     epoch(2)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        epoch(steps)
-        rates.append(BATCH * steps / (time.perf_counter() - start))
-    a = torch.randn(4096, 4096)
-    best = float("inf")
-    for _ in range(10):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    return {
-        "images_per_second": float(np.median(rates)),
-        "all_rates": rates,
-        "parameters": sum(p.numel() for p in model.parameters()) + sum(b.numel() for n, b in model.named_buffers()
-                                                                        if "num_batches" not in n),
-        "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_matmul_gflops": 2 * 4096**3 / best / 1e9,
-    }
+    epoch(2)  # the second warm-up call catches a recompilation on the first real call
+    facts["warmup_seconds"] = time.perf_counter() - start
+    print(json.dumps({"ready": facts}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        begin = time.perf_counter()
+        epoch()
+        print(json.dumps({"seconds": time.perf_counter() - begin}), flush=True)
 
 
-def hlo_convolutions(batch=BATCH):
-    """Counts how XLA lowers the convolutions of the ResNet-18 training step (optimized HLO).
-
-    The multiply-adds of each `convolution` instruction are counted from its shapes; those with
-    `lhs_dilate` (the input gradient of a strided convolution, computed on a zero-inflated map) do
-    most of their work on inserted zeros.
-    """
-    import re
-
-    import numpy as np
-    import tensorflow as tf
-
-    import keras_models
-    from keras_models.training import _step_functions
-
-    model = keras_models.build("resnet18", input_shape=IMAGE, num_classes=CLASSES, jit_compile=True)
-    x = np.zeros((batch, *IMAGE), "float32")
-    y = np.zeros((batch,), "int64")
-    model.train_on_batch(x, y)
-    step = [fn for fn in _step_functions(model.train_function) if getattr(fn, "_jit_compile", False)][0]
-    hlo = step.experimental_get_compiler_ir((tf.constant(x), tf.constant(y)))(stage="optimized_hlo")
-    counts = {"convolutions": 0, "lhs_dilated": 0, "rhs_dilated": 0, "transpose_or_copy_fusions": 0,
-              "multiply_adds": 0, "multiply_adds_lhs_dilated": 0}
-    for line in hlo.splitlines():
-        if " convolution(" in line:
-            counts["convolutions"] += 1
-            out = [int(d) for d in re.search(r"= f32\[([\d,]+)\]", line).group(1).split(",")]
-            window = [int(d) for d in re.search(r"size=([\dx]+)", line).group(1).split("x")]
-            operands = re.search(r"convolution\(%([\w.-]+), %([\w.-]+)\)", line)
-            kernel = re.search(rf"%{re.escape(operands.group(2))} = f32\[([\d,]+)\]", hlo)
-            labels = re.search(r"dim_labels=\w+_(\w+)->", line).group(1)
-            kernel_dims = [int(d) for d in kernel.group(1).split(",")] if kernel else []
-            in_features = kernel_dims[labels.index("i")] if kernel_dims else 0
-            macs = int(np.prod(out)) * int(np.prod(window)) * in_features
-            counts["multiply_adds"] += macs
-            if "lhs_dilate" in line:
-                counts["lhs_dilated"] += 1
-                counts["multiply_adds_lhs_dilated"] += macs
-            if "rhs_dilate" in line:
-                counts["rhs_dilated"] += 1
-        elif re.search(r"= f32\[[\d,]+\]\{[\d,]+\} (fusion|copy|transpose)\(", line) and (
-                "transpose" in line or " copy(" in line):
-            counts["transpose_or_copy_fusions"] += 1
-    counts["forward_multiply_adds"] = forward_flops(model) * batch // 2
-    return counts
+# ------------------------------------------------------------------------------------------------
+# Driver
 
 
-def conv_worker(repeats=20):
-    """One 3x3 convolution, 64 -> 64 channels on 16x16 maps, batch 64: forward, and forward + both
-    gradients, as a TensorFlow graph (oneDNN) and XLA-compiled, in GFLOP/s."""
-    import tensorflow as tf
-
-    x = tf.random.normal((BATCH, 16, 16, 64))
-    kernel = tf.Variable(tf.random.normal((3, 3, 64, 64)) * 0.05)
-    flops = 2 * BATCH * 16 * 16 * 9 * 64 * 64
-
-    def forward(x):
-        return tf.nn.conv2d(x, kernel, 1, "SAME")
-
-    def both(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME") ** 2)
-        return tape.gradient(loss, [x, kernel])
-
-    result = {}
-    for label, fn, work in (("forward", forward, flops), ("train", both, 3 * flops)):
-        for jit in (False, True):
-            compiled = tf.function(fn, jit_compile=jit)
-            tf.nest.map_structure(lambda t: t.numpy(), compiled(x))
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                tf.nest.map_structure(lambda t: t.numpy(), compiled(x))
-                best = min(best, time.perf_counter() - start)
-            result[f"{label}_{'xla' if jit else 'graph'}_gflops"] = work / best / 1e9
-    result["matmul_gflops"] = matmul_gflops()
-    return result
+def start_worker(name, model_name, steps):
+    framework, options, _ = CONFIGS[name]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if framework == "keras":
+        env["KERAS_BACKEND"] = options["backend"]
+        # XLA:CPU compiles the partitionable Threefry initializers slowly (README, "JAX"); warm-up only.
+        env.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
+    process = subprocess.Popen([sys.executable, __file__, "--worker", name, "--model", model_name, "--steps", str(steps)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    return process
 
 
-def run_config(name, steps, repeats, conv=False):
-    env = {**os.environ, **CONFIGS[name][2], "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, __file__, "--worker", name, "--steps", str(steps), "--repeats", str(repeats)]
-    if conv:
-        command.append("--conv")
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def read_message(process, name):
+    line = process.stdout.readline()
+    if not line:
+        error = process.stderr.read().strip().splitlines()
+        raise RuntimeError(f"worker {name} stopped: {error[-1] if error else process.wait()}")
+    return json.loads(line)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed epoch")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (at least 5 to publish)")
+    parser.add_argument("--configs", nargs="*", help=f"default: all that apply; known: {sorted(CONFIGS)}")
     parser.add_argument("--output", help="also write the results to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--hlo", action="store_true", help="only count the convolutions XLA emits")
-    parser.add_argument("--conv", action="store_true",
-                        help="only time one 3x3 convolution, graph vs XLA, under each config's flags")
     args = parser.parse_args()
-    if args.hlo:
-        print(json.dumps(hlo_convolutions()))
-        return
     if args.worker:
-        backend, jit_compile, _, _ = CONFIGS[args.worker]
-        if args.conv:
-            result = conv_worker()
-        elif backend == "torch":
-            result = torch_worker(args.steps, args.repeats)
-        else:
-            result = keras_worker(jit_compile, args.steps, args.repeats)
-        print(json.dumps(result))
+        worker(args.worker, args.model, args.steps)
         return
-    unknown = sorted(set(args.configs) - set(CONFIGS))
+    names = args.configs or [n for n in CONFIGS if args.model == "resnet18" or n not in LAYOUT_ONLY]
+    unknown = sorted(set(names) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
+    batch = MODELS[args.model]["batch"]
+    load_start = os.getloadavg()[0]
+    workers, facts = {}, {}
+    for name in names:  # warm up one at a time, so compilation never overlaps a timed epoch
+        workers[name] = start_worker(name, args.model, args.steps)
+        facts[name] = read_message(workers[name], name)["ready"]
+        print(f"ready {name}: {json.dumps(facts[name])}", flush=True)
+    seconds = {name: [] for name in names}
+    loads = []
+    for round_index in range(args.rounds):
+        loads.append(os.getloadavg()[0])
+        for name in names:
+            workers[name].stdin.write("run\n")
+            workers[name].stdin.flush()
+            seconds[name].append(read_message(workers[name], name)["seconds"])
+        print(f"round {round_index + 1}: " + ", ".join(f"{n} {batch * args.steps / seconds[n][-1]:.1f}" for n in names),
+              flush=True)
+    loads.append(os.getloadavg()[0])
+    for process in workers.values():
+        process.stdin.close()
+        process.wait(timeout=60)
     results = {}
-    for name in args.configs:
-        load_before = os.getloadavg()[0]
-        results[name] = run_config(name, args.steps, args.repeats, args.conv)
-        # Other work on the machine shows here; ratios within one run are what to compare.
-        results[name]["load_average"] = [load_before, os.getloadavg()[0]]
-        results[name]["what"] = CONFIGS[name][3]
-        print(name, json.dumps(results[name]), flush=True)
+    for name in names:
+        rates = [batch * args.steps / s for s in seconds[name]]
+        results[name] = {"what": CONFIGS[name][2], "samples_per_second": statistics.median(rates),
+                         "rates": rates, **facts[name]}
+    best_torch = max((r["samples_per_second"], n) for n, r in results.items() if CONFIGS[n][0] == "torch") \
+        if any(CONFIGS[n][0] == "torch" for n in names) else None
+    print(f"\n{MODELS[args.model]['what']}; batch {batch}, {args.steps} steps per epoch, {args.rounds} rounds; "
+          f"load {load_start:.2f} at start, {min(loads):.2f}-{max(loads):.2f} over the rounds")
+    print("| config | what | samples/s (median) | min-max | vs best PyTorch |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        r = results[name]
+        ratio = f"{r['samples_per_second'] / best_torch[0]:.2f}" if best_torch else "-"
+        print(f"| `{name}` | {r['what']} | {r['samples_per_second']:.1f} | {min(r['rates']):.1f}-{max(r['rates']):.1f} "
+              f"| {ratio} |")
     if args.output:
         with open(args.output, "w") as handle:
-                json.dump({"steps": args.steps, "repeats": args.repeats, "batch": BATCH, "results": results},
-                      handle, indent=1)
+            json.dump({"model": args.model, "batch": batch, "steps": args.steps, "rounds": args.rounds,
+                       "load_start": load_start, "round_loads": loads, "cpu_count": os.cpu_count(),
+                       "date": time.strftime("%Y-%m-%d"), "results": results}, handle, indent=1)
 
 
 if __name__ == "__main__":

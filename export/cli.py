@@ -62,14 +62,16 @@ def _cmd_export(args):
                 representative_data=calibration,
                 batch_size=args.batch_size,
                 int8_io=args.int8_io,
+                streaming=args.streaming,
             )
             print(report)
-            if calibration is not None:
+            if calibration is not None and not args.streaming:
                 print(export.verify(model, args.tflite, _first_samples(calibration)))
         if args.onnx:
-            report = export.to_onnx(model, args.onnx, opset=args.opset, batch_size=args.batch_size)
+            report = export.to_onnx(model, args.onnx, opset=args.opset, batch_size=args.batch_size,
+                                    streaming=args.streaming)
             print(report)
-            if calibration is not None:
+            if calibration is not None and not args.streaming:
                 print(export.verify(model, args.onnx, _first_samples(calibration)))
     except export.ExportError as error:
         raise SystemExit(f"error: {error}") from error
@@ -166,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--int8-io", action="store_true", help="int8 inputs and outputs with --quantize int8")
     exp.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     exp.add_argument("--batch-size", type=int, help="fix the batch axis (default: dynamic)")
+    exp.add_argument("--streaming", action="store_true",
+                     help="write a one-step model of a recurrent network (inputs without the time axis, "
+                          "states state_0, state_1, ...)")
     exp.set_defaults(func=_cmd_export)
 
     insp = commands.add_parser("inspect", help="show inputs, outputs, operators and size of an artifact")

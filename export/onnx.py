@@ -19,6 +19,8 @@ from export._common import (
     serving_function,
     undefined_time_axis_error,
 )
+from export.layout import channels_last_model
+from export.streaming import step_function
 
 DEFAULT_OPSET = 17
 
@@ -103,7 +105,26 @@ def describe_onnx(model_proto, path: Path | None = None, size: int | None = None
     )
 
 
-def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = None, input_signature=None) -> ExportReport:
+def _rename_values(graph, input_names, output_names):
+    """Gives the graph's inputs and outputs, in order, the names in `input_names` and `output_names`."""
+    renames = dict(zip([v.name for v in graph.input], input_names))
+    renames.update(zip([v.name for v in graph.output], output_names))
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = renames.get(value.name, value.name)
+
+
+def to_onnx(
+    model,
+    path,
+    *,
+    opset: int | None = None,
+    batch_size: int | None = None,
+    input_signature=None,
+    streaming: bool = False,
+) -> ExportReport:
     """Exports `model` to an ONNX file and checks that onnxruntime loads it.
 
     Args:
@@ -113,6 +134,9 @@ def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = N
             all support.
         batch_size: fix the batch axis; `None` keeps it dynamic.
         input_signature: override the inputs (list of `tf.TensorSpec` or `(shape, dtype)` pairs).
+        streaming: write the model's one-step function (see `export.streaming`), with inputs named
+            after the model's inputs and `state_0`, `state_1`, ..., outputs after the model's outputs
+            and `state_0_out`, `state_1_out`, ...
 
     Returns:
         An `ExportReport`.
@@ -128,12 +152,21 @@ def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = N
             f"opset={opset!r} is not supported; tf2onnx and onnxruntime here support opsets "
             f"{supported.start} to {supported.stop - 1}."
         )
+    if not isinstance(streaming, bool):
+        raise ExportError(f"streaming must be True or False; got streaming={streaming!r}.")
     path = check_destination(path)
-    specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
+    model = channels_last_model(model)  # TFLite and ONNX files are channels-last
+    step = None
+    if streaming:
+        step = step_function(model, batch_size=batch_size, input_signature=input_signature)
+        specs = step.specs
+    else:
+        specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     _register_missing_handlers()
     with unrolled_recurrent_layers(model) as recurrent:
-        fn = serving_function(model, specs)
+        fn = step.function if step is not None else serving_function(model, specs)
+        recurrent = [] if step is not None else recurrent
         try:
             model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset)
         except Exception as error:
@@ -141,6 +174,8 @@ def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = N
             if clear is not None:
                 raise clear from error
             raise ExportError(f"ONNX conversion of {model.name!r} failed: {plain_message(error)}") from error
+    if step is not None:
+        _rename_values(model_proto.graph, step.input_names, step.output_names)
     content = model_proto.SerializeToString()
     try:
         onnx.checker.check_model(model_proto)
@@ -151,8 +186,11 @@ def to_onnx(model, path, *, opset: int | None = None, batch_size: int | None = N
         tmp.write_bytes(content)
     report = describe_onnx(model_proto, path, len(content))
     report.notes.append(f"opset {opset}")
-    for tensor, name in zip(report.outputs, output_names(model, len(report.outputs))):
-        tensor.name = f"{tensor.name} ({name})"
+    if step is not None:
+        report.notes.append(step.note())
+    else:
+        for tensor, name in zip(report.outputs, output_names(model, len(report.outputs))):
+            tensor.name = f"{tensor.name} ({name})"
     if recurrent:
         report.notes.append(f"recurrent layers unrolled over a fixed sequence length: {[l.name for l in recurrent]}")
     return report

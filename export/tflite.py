@@ -26,6 +26,8 @@ from export._common import (
     plain_message,
     trace,
 )
+from export.layout import channels_last_model
+from export.streaming import step_function
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 
@@ -226,6 +228,30 @@ def _flex_ops(frozen, specs, quantization, representative_data, int8_io, model):
     return {op: _locate_layers(op[4:] if op.startswith("Flex") else op, pairs, layer_names) for op in unsupported}
 
 
+def _named_signature(content: bytes, input_names, output_names) -> bytes:
+    """`content` with one `serving_default` signature naming the inputs and outputs, in function order.
+
+    Converting a frozen function keeps its input and output order in the subgraph but writes no
+    signature; the interpreter's `get_signature_runner()` reads the names from this one.
+    """
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    subgraph = model.subgraphs[0]
+    signature = schema.SignatureDefT()
+    signature.signatureKey = "serving_default"
+    signature.subgraphIndex = 0
+    signature.inputs, signature.outputs = [], []
+    for names, indices, maps in ((input_names, subgraph.inputs, signature.inputs),
+                                 (output_names, subgraph.outputs, signature.outputs)):
+        if len(names) != len(indices):
+            raise ExportError(f"The converted file has {len(indices)} tensors where {len(names)} were traced: {names}.")
+        for name, index in zip(names, indices):
+            tensor_map = schema.TensorMapT()
+            tensor_map.name, tensor_map.tensorIndex = name, int(index)
+            maps.append(tensor_map)
+    model.signatureDefs = [signature]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def to_tflite(
     model,
     path,
@@ -236,6 +262,7 @@ def to_tflite(
     input_signature=None,
     int8_io: bool = False,
     allow_select_tf_ops: bool = False,
+    streaming: bool = False,
 ) -> ExportReport:
     """Exports `model` to a TFLite file that runs in the LiteRT interpreter.
 
@@ -252,23 +279,41 @@ def to_tflite(
         int8_io: with `"int8"`, make the file's inputs and outputs int8 too (else they stay float32).
         allow_select_tf_ops: accept TensorFlow (Flex) ops that the builtin set lacks. Off by default:
             such files do not run in the plain LiteRT runtime or on most edge targets.
+        streaming: write the model's one-step function (see `export.streaming`): inputs are the step
+            inputs (each sequence input without its time axis) and `state_0`, `state_1`, ...; outputs
+            the step outputs and `state_0_out`, `state_1_out`, ...; all named in the `serving_default`
+            signature. Zero states start a sequence. Takes quantization None, "dynamic" or "float16".
 
     Returns:
         An `ExportReport` with the path, size, inputs, outputs and operator counts.
 
     Raises:
-        ExportError: bad arguments, an unbuilt model, or a missing destination folder.
+        ExportError: bad arguments, an unbuilt model, or a missing destination folder; with
+            `streaming=True`, a layer that mixes time steps (named in the message).
         FlexOpsError: builtin ops cannot express the model; the message names the ops and layers.
     """
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"quantization must be one of {QUANTIZATIONS}; got quantization={quantization!r}.")
+    if not isinstance(streaming, bool):
+        raise ExportError(f"streaming must be True or False; got streaming={streaming!r}.")
+    if streaming and quantization == "int8":
+        raise ExportError(
+            'streaming=True takes quantization None, "dynamic" or "float16"; full-integer "int8" would '
+            "quantize the recurrent states with calibration data that does not cover long streams."
+        )
     if quantization == "int8" and representative_data is None:
         raise ExportError('quantization="int8" needs representative_data: a few hundred typical inputs.')
     if int8_io and quantization != "int8":
         raise ExportError('int8_io=True needs quantization="int8".')
     path = check_destination(path)
-    specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
-    _, concrete, recurrent = trace(model, specs)
+    model = channels_last_model(model)  # TFLite and ONNX files are channels-last
+    step = None
+    if streaming:
+        step = step_function(model, batch_size=batch_size, input_signature=input_signature)
+        specs, concrete, recurrent = step.specs, step.concrete, []
+    else:
+        specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
+        _, concrete, recurrent = trace(model, specs)
     frozen = None
     try:
         with _quiet_converter() as printed:
@@ -285,13 +330,19 @@ def to_tflite(
                 raise FlexOpsError(ops) from error
         detail = _converter_errors(error, "".join(printed))
         raise ExportError(f"TFLite conversion of {model.name!r} failed: {detail}") from error
+    if step is not None:
+        content = _named_signature(content, step.input_names, step.output_names)
     report = describe_tflite(content, path, quantization)
     flex = sorted(op for op in report.operators if op.startswith("Flex"))
     if flex:
         report.notes.append(f"needs the Flex delegate (not in the plain LiteRT runtime) for {', '.join(flex)}")
-    names = output_names(model, len(report.outputs))
+    names = step.output_names if step is not None else output_names(model, len(report.outputs))
     for tensor, name in zip(report.outputs, names):
         tensor.name = name
+    if step is not None:
+        for tensor, name in zip(report.inputs, step.input_names):
+            tensor.name = name
+        report.notes.append(step.note())
     if recurrent:
         report.notes.append(f"recurrent layers unrolled over a fixed sequence length: {recurrent}")
     with atomic_write(path) as tmp:

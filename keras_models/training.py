@@ -196,7 +196,8 @@ def _tensorflow_report(model, data):
     report = {"step_jit_compile": bool(compiled), "hlo_instructions": 0,
               "proof": "HLO of the XLA-compiled tf.function that fit() calls"}
     if compiled:
-        batch = tuple(tf.convert_to_tensor(part) for part in _batch(data))
+        # Each part may be a structure (a list of inputs); convert its leaves.
+        batch = tuple(keras.tree.map_structure(tf.convert_to_tensor, part) for part in _batch(data))
         hlo = compiled[0].experimental_get_compiler_ir(batch)(stage="hlo")
         report["hlo_instructions"] = _count_hlo(hlo)
     return report
@@ -211,7 +212,7 @@ def _jax_report(model, data):
     if jitted:
         state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                      optimizer_variables=True, metrics_variables=True)
-        batch = tuple(keras.ops.convert_to_tensor(part) for part in _batch(data))
+        batch = tuple(keras.tree.map_structure(keras.ops.convert_to_tensor, part) for part in _batch(data))
         lowered = jitted[0].lower(state, batch)
         report["hlo_instructions"] = _count_hlo(lowered.as_text(dialect="hlo"))
     return report

@@ -163,6 +163,43 @@ def _gan(name):
     return ModelCase(name, GAN, {}, data, (3, *gan_cases.image_shape(name)))
 
 
+_STEPS = 6
+
+
+def _tagged_features(count=COUNT, seed=0):
+    """Two features per step, a label per step; sequences end in 0 to 2 padded (all-zero) steps."""
+    x = _uniform((_STEPS, 2), count, seed)
+    for row in range(count):
+        x[row, _STEPS - row % 3:] = 0.0
+    y = _rng(seed + 1).integers(0, NUM_CLASSES, (count, _STEPS)).astype("int32")
+    return x, y
+
+
+def _conditioned_tokens(count=COUNT, seed=0, vocab=20):
+    """Token ids (0 is padding, but never first), a condition vector per sequence, next-token targets.
+
+    Keras' backends disagree on the output at a padded first step when the initial state is not zero
+    (JAX outputs the initial state, TensorFlow zeros); the loss masks that step out either way.
+    """
+    tokens = _tokens((_STEPS,), count, seed, vocab)
+    tokens[:, 0] = tokens[:, 0] % (vocab - 1) + 1
+    x = [tokens, _uniform((4,), count, seed + 1)]
+    return x, _tokens((_STEPS,), count, seed + 2, vocab)
+
+
+def _recurrent():
+    """One case per cell: token ids (LSTM classifier), masked features (SimpleRNN tagger), a language
+    model conditioned through its initial states (GRU)."""
+    tagger = {"input_shape": (_STEPS, 2), "num_classes": NUM_CLASSES, "cell": "simple", "units": 8, "mask_value": 0.0}
+    language_model = {"vocab_size": 20, "embedding_dim": 8, "cell": "gru", "units": 8, "condition_dim": 4,
+                      "sequence_length": _STEPS}
+    return [
+        _keras("rnn_classifier", (_STEPS,), inputs=_tokens, vocab_size=50, embedding_dim=8, units=8, cell="lstm"),
+        ModelCase("rnn_tagger", KERAS, tagger, _tagged_features, (COUNT, _STEPS, NUM_CLASSES)),
+        ModelCase("rnn_language_model", KERAS, language_model, _conditioned_tokens, (COUNT, _STEPS, 20)),
+    ]
+
+
 _IMAGE = (32, 32, 3)  # the smallest input the ResNets and VGGs accept
 _CASES = [
     # dense
@@ -199,8 +236,10 @@ _CASES = [
     _estimator("multinomial_logistic_regression", lambda: _logit_data(96, classes=3), 3, _same_probabilities),
     # gan
     *[_gan(name) for name in gan_cases.VARIANTS],
+    # recurrent
+    *_recurrent(),
 ]
 CASES: dict[str, ModelCase] = {case.name: case for case in _CASES}
 
 # The default suite: one small model of every family (and both kinds of classical model).
-DEFAULT = ("mlp", "simple_cnn", "dcgan", "linear_svm", "decision_tree", "logistic_regression")
+DEFAULT = ("mlp", "simple_cnn", "dcgan", "linear_svm", "decision_tree", "logistic_regression", "rnn_classifier")

@@ -154,3 +154,19 @@ def test_tour_passes_jit_compile_to_the_builders(tmp_path):
 def test_tour_epochs_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="epochs=0"):
         run_tour(output_dir=tmp_path, families=["dense"], verbose=False, epochs=0)
+
+
+def test_export_streaming_writes_a_step_model_with_named_states(tmp_path, capsys):
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    inputs = keras.Input((None, 3), name="features")
+    outputs = keras.layers.Dense(2)(keras.layers.GRU(4)(inputs))
+    path = tmp_path / "gru.keras"
+    keras.Model(inputs, outputs).save(path)
+    assert cli.main(["export", str(path), "--tflite", str(tmp_path / "gru.tflite"), "--streaming"]) == 0
+    runner = Interpreter(model_path=str(tmp_path / "gru.tflite")).get_signature_runner("serving_default")
+    details = runner.get_input_details()
+    assert set(details) == {"features", "state_0"}
+    assert tuple(details["features"]["shape"])[1:] == (3,)  # one step: no time axis
+    assert "state_0_out" in runner.get_output_details()

@@ -74,8 +74,11 @@ def test_resolve_jit_compile_validates_and_falls_back(monkeypatch):
         training.resolve_jit_compile(model, True, "dense", run_eagerly=True)
     with pytest.raises(ValueError, match="Unknown family 'nonsense'"):
         training.resolve_jit_compile(model, False, "nonsense")
-    assert training.resolve_jit_compile(model, None, "gan") is True  # the measured CPU default
-    assert training.resolve_jit_compile(model, None, "cnn") is False
+    # None takes each family's measured CPU default; on an accelerator every family compiles.
+    for name, family in families.FAMILIES.items():
+        assert training.resolve_jit_compile(model, None, name) is family.jit.tensorflow_cpu
+    monkeypatch.setattr(training, "has_accelerator", lambda: True)
+    assert training.resolve_jit_compile(model, None, "gan") is True
     assert training.resolve_jit_compile(model, False, "gan") is False
     assert training.resolve_jit_compile(model, None, "gan", run_eagerly=True) is False
     blocked = _model(_NoJitDense(1, name="stubborn"))
@@ -88,7 +91,7 @@ def test_default_follows_family_table(monkeypatch):
     monkeypatch.setattr(training, "has_accelerator", lambda: False)
     for name, family in families.FAMILIES.items():
         assert keras_models.default_jit_compile(name) is family.jit.tensorflow_cpu
-    assert keras_models.default_jit_compile("gan") is True and keras_models.default_jit_compile("dense") is False
+    assert keras_models.default_jit_compile("recurrent") is True and keras_models.default_jit_compile("gan") is False
     monkeypatch.setattr(training, "has_accelerator", lambda: True)
     assert all(keras_models.default_jit_compile(name) for name in families.FAMILIES)
     with pytest.raises(ValueError, match="Unknown family 'nonsense'"):
@@ -181,3 +184,13 @@ def test_torch_step_is_torch_compiled_only_when_asked():
     assert compiled["step_jit_compile"] and compiled["hlo_instructions"] == 0 and compiled["asserted"]
     assert eager["step_jit_compile"] is False and eager["asserted"] is False
     assert out["tensorflow_imported"] is False
+
+
+def test_xla_proof_takes_a_model_with_several_inputs():
+    a, b = keras.Input((3,)), keras.Input((2,))
+    model = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
+    keras_models.compile_model(model, loss="mse", jit_compile=True)
+    x = [np.ones((4, 3), "float32"), np.ones((4, 2), "float32")]
+    model.fit(x, np.zeros((4, 1), "float32"), verbose=0)
+    report = keras_models.assert_xla_compiled(model, (x, np.zeros((4, 1), "float32")))
+    assert report["step_jit_compile"] and report["hlo_instructions"] > 10

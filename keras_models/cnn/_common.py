@@ -14,9 +14,28 @@ import keras
 
 from keras_models.checks import CheckedModel, check_shape
 from keras_models.heads import check_head, classifier_head, head_loss
+from keras_models.layers.layout import LAYOUTS, ChannelLayout
 from keras_models.training import compile_model
 
 POOLINGS = (None, "avg", "max")
+
+
+def resolve_data_format(data_format):
+    """`data_format`, checked: the layout a builder's convolutions compute in."""
+    if data_format not in LAYOUTS:
+        raise ValueError(f"data_format must be one of {LAYOUTS}; got data_format={data_format!r}.")
+    return data_format
+
+
+def channel_axis(data_format):
+    return 1 if data_format == "channels_first" else -1
+
+
+def to_internal_layout(inputs, data_format, name):
+    """Channels-last `inputs` in the layout the network computes in (a no-op for channels-last)."""
+    if data_format == "channels_last":
+        return inputs
+    return ChannelLayout("channels_first", name=name + "_to_channels_first")(inputs)
 
 
 def check_common(input_shape, num_classes, head, include_top, pooling, name, *, rank=3, min_size=1):
@@ -61,8 +80,9 @@ def scaled(filters: int, width_multiplier: float) -> int:
     return max(1, int(round(filters * width_multiplier)))
 
 
-def global_pool(x, pooling, name):
-    """Global average or max pooling over every axis but batch and channels; `None` keeps the map."""
+def global_pool(x, pooling, name, data_format="channels_last"):
+    """Global average or max pooling over every axis but batch and channels; `None` keeps the map
+    (channels-last, whatever layout the network computed in)."""
     rank = len(x.shape) - 2
     layers = {
         ("avg", 1): keras.layers.GlobalAveragePooling1D,
@@ -73,8 +93,10 @@ def global_pool(x, pooling, name):
         ("max", 3): keras.layers.GlobalMaxPooling3D,
     }
     if pooling is None:
+        if data_format == "channels_first":
+            return ChannelLayout("channels_last", name=name + "_to_channels_last")(x)
         return x
-    return layers[(pooling, rank)](name=f"{name}_{pooling}_pool")(x)
+    return layers[(pooling, rank)](data_format=data_format, name=f"{name}_{pooling}_pool")(x)
 
 
 def finish_model(
@@ -89,6 +111,7 @@ def finish_model(
     name,
     compile,
     jit_compile,
+    data_format="channels_last",
 ):
     """Adds the classifier (or the feature pooling), builds the model and compiles it.
 
@@ -100,6 +123,7 @@ def finish_model(
         include_top: `True` for `top` + `classifier_head`; `False` for `global_pool(features, pooling)`.
         compile: compile with the head's loss through `keras_models.compile_model(family="cnn")`.
         jit_compile: `None` for the library's default, or `True`/`False`.
+        data_format: the layout `features` is in; feature maps are returned channels-last.
 
     Returns:
         A `CheckedModel`: a functional `keras.Model` whose `fit` and `evaluate` check their arrays.
@@ -107,7 +131,7 @@ def finish_model(
     if include_top:
         outputs = classifier_head(top(features), num_classes, head, name)
     else:
-        outputs = global_pool(features, pooling, name)
+        outputs = global_pool(features, pooling, name, data_format)
     model = CheckedModel(inputs, outputs, name=name)
     if compile:
         if include_top:

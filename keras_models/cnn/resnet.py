@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_models.cnn._common import check_common, check_width, finish_model, scaled
+from keras_models.cnn._common import (channel_axis, check_common, check_width, finish_model, resolve_data_format,
+                                      scaled, to_internal_layout)
 from keras_models.registry import register_model
 
 # Blocks per stage; the stages have 64, 128, 256 and 512 filters (x4 at a bottleneck's output).
@@ -24,106 +25,115 @@ STAGE_FILTERS = (64, 128, 256, 512)
 _EPSILON = 1.001e-5
 
 
-def _bn(x, name):
-    return keras.layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name=name + "_bn")(x)
+def _bn(x, name, data_format="channels_last"):
+    return keras.layers.BatchNormalization(axis=channel_axis(data_format), epsilon=_EPSILON,
+                                           name=name + "_bn")(x)
 
 
-def basic_block(x, filters, stride, name):
+def basic_block(x, filters, stride, name, data_format="channels_last"):
     """Two 3x3 convolutions and a shortcut (ResNet-18/34): (h, w, c) -> (h/stride, w/stride, filters)."""
-    if stride != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, name=name + "_0_conv")(x)
-        shortcut = _bn(shortcut, name + "_0")
+    fmt, axis = data_format, channel_axis(data_format)
+    if stride != 1 or x.shape[axis] != filters:
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, data_format=fmt, name=name + "_0_conv")(x)
+        shortcut = _bn(shortcut, name + "_0", fmt)
     else:
         shortcut = x
     if stride != 1:
         # Symmetric padding as in the paper's implementations ("same" would pad only bottom/right).
-        x = keras.layers.ZeroPadding2D(1, name=name + "_1_pad")(x)
-        x = keras.layers.Conv2D(filters, 3, strides=stride, name=name + "_1_conv")(x)
+        x = keras.layers.ZeroPadding2D(1, data_format=fmt, name=name + "_1_pad")(x)
+        x = keras.layers.Conv2D(filters, 3, strides=stride, data_format=fmt, name=name + "_1_conv")(x)
     else:
-        x = keras.layers.Conv2D(filters, 3, padding="same", name=name + "_1_conv")(x)
-    x = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(x, name + "_1"))
-    x = _bn(keras.layers.Conv2D(filters, 3, padding="same", name=name + "_2_conv")(x), name + "_2")
+        x = keras.layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_1_conv")(x)
+    x = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(x, name + "_1", fmt))
+    x = _bn(keras.layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_2_conv")(x),
+            name + "_2", fmt)
     x = keras.layers.Add(name=name + "_add")([shortcut, x])
     return keras.layers.Activation("relu", name=name + "_out")(x)
 
 
-def bottleneck_block(x, filters, stride, name):
+def bottleneck_block(x, filters, stride, name, data_format="channels_last"):
     """1x1 reduce, 3x3, 1x1 expand to 4 * filters, with a shortcut (ResNet-50/101/152).
 
     The stride sits on the first 1x1 convolution, as in the paper and `keras.applications`.
     """
-    if stride != 1 or x.shape[-1] != 4 * filters:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
-        shortcut = _bn(shortcut, name + "_0")
+    fmt, axis = data_format, channel_axis(data_format)
+    if stride != 1 or x.shape[axis] != 4 * filters:
+        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, data_format=fmt, name=name + "_0_conv")(x)
+        shortcut = _bn(shortcut, name + "_0", fmt)
     else:
         shortcut = x
-    x = keras.layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
-    x = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(x, name + "_1"))
-    x = keras.layers.Conv2D(filters, 3, padding="same", name=name + "_2_conv")(x)
-    x = keras.layers.Activation("relu", name=name + "_2_relu")(_bn(x, name + "_2"))
-    x = _bn(keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x), name + "_3")
+    x = keras.layers.Conv2D(filters, 1, strides=stride, data_format=fmt, name=name + "_1_conv")(x)
+    x = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(x, name + "_1", fmt))
+    x = keras.layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_2_conv")(x)
+    x = keras.layers.Activation("relu", name=name + "_2_relu")(_bn(x, name + "_2", fmt))
+    x = _bn(keras.layers.Conv2D(4 * filters, 1, data_format=fmt, name=name + "_3_conv")(x), name + "_3", fmt)
     x = keras.layers.Add(name=name + "_add")([shortcut, x])
     return keras.layers.Activation("relu", name=name + "_out")(x)
 
 
-def preact_bottleneck_block(x, filters, stride, projection, name):
+def preact_bottleneck_block(x, filters, stride, projection, name, data_format="channels_last"):
     """The pre-activation bottleneck of ResNet v2: BN-ReLU before each convolution, nothing after the add.
 
     As in `keras.applications`' v2, a stage downsamples in its last block, by the 3x3 convolution.
     """
-    preact = keras.layers.Activation("relu", name=name + "_preact_relu")(
-        keras.layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name=name + "_preact_bn")(x))
+    fmt = data_format
+    preact = keras.layers.Activation("relu", name=name + "_preact_relu")(_bn(x, name + "_preact", fmt))
     if projection:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(preact)
+        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, data_format=fmt,
+                                       name=name + "_0_conv")(preact)
     elif stride != 1:
-        shortcut = keras.layers.MaxPooling2D(1, strides=stride, name=name + "_0_pool")(x)
+        shortcut = keras.layers.MaxPooling2D(1, strides=stride, data_format=fmt, name=name + "_0_pool")(x)
     else:
         shortcut = x
-    y = keras.layers.Conv2D(filters, 1, use_bias=False, name=name + "_1_conv")(preact)
-    y = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(y, name + "_1"))
-    y = keras.layers.ZeroPadding2D(1, name=name + "_2_pad")(y)
-    y = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=name + "_2_conv")(y)
-    y = keras.layers.Activation("relu", name=name + "_2_relu")(_bn(y, name + "_2"))
-    y = keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(y)
+    y = keras.layers.Conv2D(filters, 1, use_bias=False, data_format=fmt, name=name + "_1_conv")(preact)
+    y = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(y, name + "_1", fmt))
+    y = keras.layers.ZeroPadding2D(1, data_format=fmt, name=name + "_2_pad")(y)
+    y = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, data_format=fmt, name=name + "_2_conv")(y)
+    y = keras.layers.Activation("relu", name=name + "_2_relu")(_bn(y, name + "_2", fmt))
+    y = keras.layers.Conv2D(4 * filters, 1, data_format=fmt, name=name + "_3_conv")(y)
     return keras.layers.Add(name=name + "_out")([shortcut, y])
 
 
-def _stage(x, config, stage, filters, name):
+def _stage(x, config, stage, filters, name, data_format):
     blocks = config["blocks"][stage - 2]
     for index in range(1, blocks + 1):
         block_name = f"{name}_conv{stage}_block{index}"
         if config["preact"]:
             stride = 2 if index == blocks and stage < 5 else 1
-            x = preact_bottleneck_block(x, filters, stride, projection=index == 1, name=block_name)
+            x = preact_bottleneck_block(x, filters, stride, projection=index == 1, name=block_name,
+                                        data_format=data_format)
         else:
             stride = 2 if index == 1 and stage > 2 else 1
             block = basic_block if config["block"] == "basic" else bottleneck_block
-            x = block(x, filters, stride, block_name)
+            x = block(x, filters, stride, block_name, data_format)
     return x
 
 
 def _resnet(config, input_shape, num_classes, head, include_top, pooling, name, compile, jit_compile,
-            width_multiplier):
+            width_multiplier, data_format):
     shape = check_common(input_shape, num_classes, head, include_top, pooling, name, min_size=32)
     check_width(width_multiplier)
+    fmt = resolve_data_format(data_format)
     inputs = keras.Input(shape=shape, name=name + "_input")
-    x = keras.layers.ZeroPadding2D(3, name=name + "_conv1_pad")(inputs)
-    x = keras.layers.Conv2D(scaled(64, width_multiplier), 7, strides=2, name=name + "_conv1_conv")(x)  # (h/2, w/2)
+    x = to_internal_layout(inputs, fmt, name)
+    x = keras.layers.ZeroPadding2D(3, data_format=fmt, name=name + "_conv1_pad")(x)
+    x = keras.layers.Conv2D(scaled(64, width_multiplier), 7, strides=2, data_format=fmt,
+                            name=name + "_conv1_conv")(x)  # (h/2, w/2)
     if not config["preact"]:
-        x = keras.layers.Activation("relu", name=name + "_conv1_relu")(_bn(x, name + "_conv1"))
-    x = keras.layers.ZeroPadding2D(1, name=name + "_pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool1_pool")(x)  # (h/4, w/4)
+        x = keras.layers.Activation("relu", name=name + "_conv1_relu")(_bn(x, name + "_conv1", fmt))
+    x = keras.layers.ZeroPadding2D(1, data_format=fmt, name=name + "_pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, data_format=fmt, name=name + "_pool1_pool")(x)  # (h/4, w/4)
     for stage, filters in enumerate(STAGE_FILTERS, start=2):
-        x = _stage(x, config, stage, scaled(filters, width_multiplier), name)  # (h/32, w/32) after stage 5
+        x = _stage(x, config, stage, scaled(filters, width_multiplier), name, fmt)  # (h/32, w/32) after stage 5
     if config["preact"]:
-        x = keras.layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name=name + "_post_bn")(x)
+        x = _bn(x, name + "_post", fmt)
         x = keras.layers.Activation("relu", name=name + "_post_relu")(x)
 
     def top(features):
-        return keras.layers.GlobalAveragePooling2D(name=name + "_avg_pool")(features)
+        return keras.layers.GlobalAveragePooling2D(data_format=fmt, name=name + "_avg_pool")(features)
 
     return finish_model(inputs, x, top=top, num_classes=num_classes, head=head, include_top=include_top,
-                        pooling=pooling, name=name, compile=compile, jit_compile=jit_compile)
+                        pooling=pooling, name=name, compile=compile, jit_compile=jit_compile, data_format=fmt)
 
 
 _DOC = """ResNet-{depth}{version} ({paper}): a 7x7 stride-2 stem, a 3x3 max-pool and four stages of
@@ -139,6 +149,11 @@ _DOC = """ResNet-{depth}{version} ({paper}): a 7x7 stride-2 stem, a 3x3 max-pool
         compile: compile with the head's loss and the library's XLA policy.
         jit_compile: override the XLA default.
         width_multiplier: scales every convolution's filters (1.0 is the paper's).
+        data_format: the layout the convolutions compute in, `"channels_last"` or `"channels_first"`.
+            Inputs and outputs are channels-last either way (one transpose at each end), and the
+            exporters write channels-last files. Channels-first did not train faster on Keras'
+            PyTorch backend on a CPU (BENCHMARKS.md), since Keras stores kernels channels-last and
+            transposes them for every convolution in both layouts.
 
     Returns:
         A `keras.Model`.
@@ -159,9 +174,10 @@ def _variant(variant):
         jit_compile: bool | None = None,
         *,
         width_multiplier: float = 1.0,
+        data_format: str = "channels_last",
     ):
         return _resnet(config, input_shape, num_classes, head, include_top, pooling, name, compile,
-                       jit_compile, width_multiplier)
+                       jit_compile, width_multiplier, data_format)
 
     per_block = 2 if config["block"] == "basic" else 3
     depth = per_block * sum(config["blocks"]) + 2

@@ -237,13 +237,54 @@ def unrolled_recurrent_layers(model):
         layer.unroll = True
         if hasattr(layer, "use_cudnn"):
             layer.use_cudnn = False
+    from keras.src import backend as keras_backend
+
+    original_rnn = keras_backend.rnn
+    keras_backend.rnn = _rnn_with_backward_mask_fixed(original_rnn)
     try:
         yield [layer for layer, _, _ in saved]
     finally:
+        keras_backend.rnn = original_rnn
         for layer, unroll, use_cudnn in saved:
             layer.unroll = unroll
             if use_cudnn is not None:
                 layer.use_cudnn = use_cudnn
+
+
+def _rnn_with_backward_mask_fixed(original_rnn):
+    """Keras' unrolled TensorFlow loop zeroes the padded outputs of a `go_backwards` layer with the mask
+    in forward order while its outputs are in reversed order (a `Bidirectional` layer over padded
+    sequences turns that zeroing on), so the wrong steps come out zero. This runs the loop without its
+    zeroing and zeroes with the reversed mask, as the loop that is not unrolled does."""
+
+    def rnn(step_function, inputs, initial_states, go_backwards=False, mask=None, constants=None, unroll=False,
+            input_length=None, time_major=False, zero_output_for_mask=False, return_all_outputs=True):
+        if not (unroll and go_backwards and zero_output_for_mask and mask is not None):
+            return original_rnn(step_function, inputs, initial_states, go_backwards=go_backwards, mask=mask,
+                                constants=constants, unroll=unroll, input_length=input_length,
+                                time_major=time_major, zero_output_for_mask=zero_output_for_mask,
+                                return_all_outputs=return_all_outputs)
+        last_output, outputs, states = original_rnn(
+            step_function, inputs, initial_states, go_backwards=True, mask=mask, constants=constants, unroll=True,
+            input_length=input_length, time_major=time_major, zero_output_for_mask=False,
+            return_all_outputs=return_all_outputs)
+        time_axis = 0 if time_major else 1
+        mask = tf.reverse(tf.cast(mask, tf.bool), [time_axis])  # processing order, as the outputs are
+
+        def zero(value, step_mask):
+            while len(step_mask.shape) < len(value.shape):
+                step_mask = step_mask[..., None]
+            return tf.where(step_mask, value, tf.zeros_like(value))
+
+        last_step = mask[-1] if time_major else mask[:, -1]  # the last step processed: the first in time
+        last_output = tf.nest.map_structure(lambda v: zero(v, last_step), last_output)
+        if return_all_outputs:
+            outputs = tf.nest.map_structure(lambda v: zero(v, mask), outputs)
+        else:
+            outputs = tf.nest.map_structure(lambda v: zero(v, mask[-1:] if time_major else mask[:, -1:]), outputs)
+        return last_output, outputs, states
+
+    return rnn
 
 
 def undefined_time_axis_error(recurrent, error) -> ExportError | None:

@@ -96,19 +96,22 @@ def test_every_cell_passes_model_checks_in_every_builder(cell, tmp_path):
 
 
 
-# Known defect, tracked: the exporter traces recurrent layers unrolled, and Keras' unrolled TensorFlow loop
-# zeroes the padded steps of a backward (go_backwards) layer with the mask in forward order. Bidirectional
-# sets zero_output_for_mask when it returns sequences, so the exports of a bidirectional layer returning
-# sequences over padded inputs differ from Keras at the first steps (0.04 to 0.1 here). strict=True turns a
-# fix into a failure here.
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unrolled backward layers zero padded steps with an unreversed mask")
-def test_bidirectional_tagger_on_padded_inputs_exports_equal_to_keras(tmp_path):
+# Keras' unrolled TensorFlow loop, which the exporter traces, zeroes the padded steps of a backward
+# (go_backwards) layer with the mask in forward order; Bidirectional turns that zeroing on when it returns
+# sequences. The exporter zeroes with the reversed mask instead (export/_common.py).
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_bidirectional_tagger_on_padded_inputs_exports_equal_to_keras(merge_mode, tmp_path):
     model = keras_models.build("rnn_tagger", input_shape=(6, 3), num_classes=4, cell="gru", units=6,
                                bidirectional=True, mask_value=0.0, compile=False)
+    if merge_mode != "concat":  # the same network, summing the two directions
+        inputs = keras.Input((6, 3))
+        x = keras.layers.Masking(0.0)(inputs)
+        x = keras.layers.Bidirectional(keras.layers.LSTM(5, return_sequences=True), merge_mode=merge_mode)(x)
+        model = keras.Model(inputs, keras.layers.Dense(4)(x))
     x = RNG.uniform(0.5, 1.0, (8, 6, 3)).astype("float32")
-    x[::2, 4:] = 0.0
-    check_export(model, x, tmp_path, formats=("tflite",))
+    x[::2, 4:] = 0.0  # padded at the end
+    x[1::4, :2] = 0.0  # padded at the start
+    check_export(model, x, tmp_path)
 
 # -- masking: a padded sequence gives the outputs of the unpadded one ---------------------------------
 

@@ -19,10 +19,9 @@ times as fast as TensorFlow's default executor). JAX: always jitted; Keras' JAX 
 runs the step op by op, and `run_eagerly=True` is the way to debug. PyTorch: eager; there
 `jit_compile=True` means `torch.compile`, which Keras documents as often slower than eager.
 
-The same benchmark also measured models of families that did not exist yet (BENCHMARKS.md: the LSTM
-gained x1.52 with XLA, which the recurrent family takes; the transformer block with dropout x0.09 and
-the dense VAE x0.58 wait for their families). Those figures were taken on a loaded machine; the quiet
-reruns of `benchmarks/cnn_training.py` (BENCHMARKS.md, "Training speed on CPU") decided the GAN's.
+The same benchmark also measured models of families that do not exist yet (BENCHMARKS.md: the
+transformer block with dropout x0.14, the dense VAE x0.59); their entries take those figures when the
+families land. Every figure is from the quiet run of 2026-11-30.
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ _FAMILY_LIST = (
         description="Fully connected networks: the multi-layer perceptron",
         builds={MODEL: ("input_shape", "num_classes", "head", *_MODEL_ARGUMENTS)},
         returns="a keras.Model compiled with its head's loss (softmax, sigmoid or linear), ready for fit(x, y)",
-        jit=JitDefaults(tensorflow_cpu=False),  # MLP with dropout: XLA x0.11 on CPU
+        jit=JitDefaults(tensorflow_cpu=False),  # MLP with dropout: XLA x0.22 on CPU
     ),
     Family(
         name="statistical",
@@ -105,7 +104,7 @@ _FAMILY_LIST = (
             "(logistic regression by TensorFlow float64 Newton passes), summary() reports it, "
             "to_keras() exports its predictions"
         ),
-        jit=JitDefaults(tensorflow_cpu=False),  # multinomial Logit as a Keras model: XLA x0.77
+        jit=JitDefaults(tensorflow_cpu=False),  # multinomial Logit as a Keras model: XLA x0.96
     ),
     Family(
         name="classical",
@@ -120,7 +119,7 @@ _FAMILY_LIST = (
             "scikit-learn's parameters) whose to_keras() compiles the fitted model to tensor ops; "
             "linear_svm, rff_svm: a keras.Model compiled with the multiclass hinge loss, ready for fit(x, y)"
         ),
-        jit=JitDefaults(tensorflow_cpu=False),  # RBF SVM through random Fourier features: XLA x0.68
+        jit=JitDefaults(tensorflow_cpu=False),  # RBF SVM through random Fourier features: XLA x0.66
     ),
     Family(
         name="cnn",
@@ -131,7 +130,7 @@ _FAMILY_LIST = (
             "a keras.Model compiled with its head's loss, ready for fit(x, y); include_top=False gives "
             "a feature extractor (pooled by pooling=) compiled without a loss"
         ),
-        jit=JitDefaults(tensorflow_cpu=False),  # conv-BN-ReLU blocks: XLA x0.59 (oneDNN's kernels win)
+        jit=JitDefaults(tensorflow_cpu=False),  # conv-BN-ReLU blocks: XLA x0.61 (oneDNN's kernels win)
     ),
     Family(
         name="gan",
@@ -143,9 +142,7 @@ _FAMILY_LIST = (
             "variant's losses, ready for fit(images) or fit(images, labels); pix2pix, cyclegan and srgan "
             "fit on (source, target) image pairs"
         ),
-        # DCGAN 32x32 on a quiet machine: XLA x1.00 (benchmarks/cnn_training.py --model dcgan); the
-        # loaded runs disagreed (x1.55, x0.89-1.27): below the 1.10 bar either way.
-        jit=JitDefaults(tensorflow_cpu=False),
+        jit=JitDefaults(tensorflow_cpu=True),  # DCGAN generator + discriminator, 16x16: XLA x1.40 (quiet run)
     ),
     Family(
         name="recurrent",
@@ -156,7 +153,7 @@ _FAMILY_LIST = (
             "a keras.Model compiled with its loss, ready for fit(x, y): rnn_classifier and rnn_tagger with "
             "their head's loss; rnn_language_model with the next-token cross-entropy, and generate()"
         ),
-        jit=JitDefaults(tensorflow_cpu=True),  # LSTM: XLA x1.52 on CPU (BENCHMARKS.md)
+        jit=JitDefaults(tensorflow_cpu=False),  # LSTM(64), 32 steps: XLA x1.08 (quiet run), below the x1.10 bar
     ),
 )
 

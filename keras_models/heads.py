@@ -14,6 +14,18 @@ def check_head(head: str) -> str:
     return head
 
 
+def check_num_classes(num_classes, head: str, include_top: bool = True) -> int:
+    """Returns `num_classes` if it is a positive integer; refuses the one-unit softmax of a model with
+    its classifier (`include_top`), which always predicts 1.0."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
+    if head == "softmax" and num_classes == 1 and include_top:
+        raise ValueError(
+            "num_classes=1 with head='softmax' always predicts 1.0; use head='sigmoid' for a binary classifier."
+        )
+    return num_classes
+
+
 def classifier_head(x, num_classes: int, head: str, name: str):
     """The output layer shared by every builder: softmax, sigmoid (binary/multi-label) or linear.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 
 from keras_models.checks import CheckedModel, check_shape
-from keras_models.heads import check_head, classifier_head, head_loss
+from keras_models.heads import check_head, check_num_classes, classifier_head, head_loss
 from keras_models.layers.layout import LAYOUTS, ChannelLayout
 from keras_models.training import compile_model
 
@@ -57,12 +57,7 @@ def check_common(input_shape, num_classes, head, include_top, pooling, name, *, 
             f"{min_size}."
         )
     check_head(head)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
-    if head == "softmax" and num_classes == 1 and include_top:
-        raise ValueError(
-            "num_classes=1 with head='softmax' always predicts 1.0; use head='sigmoid' for a binary classifier."
-        )
+    check_num_classes(num_classes, head, include_top)
     if include_top not in (True, False):
         raise ValueError(f"include_top must be True or False; got include_top={include_top!r}.")
     if pooling not in POOLINGS:

@@ -11,10 +11,9 @@ unpadded one.
 from __future__ import annotations
 
 from keras_models.checks import CheckedModel
-from keras_models.heads import check_head, classifier_head, head_loss
+from keras_models.heads import check_head, check_num_classes, classifier_head, head_loss
 from keras_models.recurrent._common import (
     check_name,
-    check_positive_int,
     check_recurrent,
     check_sequence_shape,
     recurrent_stack,
@@ -61,11 +60,7 @@ def _sequence_model(*, input_shape, num_classes, head, cell, units, num_layers, 
     check_name(name)
     check_recurrent(cell, units, num_layers, dropout, recurrent_dropout, bidirectional)
     check_head(head)
-    check_positive_int(num_classes, "num_classes")
-    if head == "softmax" and num_classes == 1:
-        raise ValueError(
-            "num_classes=1 with head='softmax' always predicts 1.0; use head='sigmoid' for a binary classifier."
-        )
+    check_num_classes(num_classes, head)
     shape = check_sequence_shape(input_shape, vocab_size, embedding_dim, mask_value)
     inputs, x = sequence_input(shape, vocab_size, embedding_dim, mask_value, name)
     x = recurrent_stack(x, cell=cell, units=units, num_layers=num_layers, dropout=dropout,
@@ -79,60 +74,42 @@ def _sequence_model(*, input_shape, num_classes, head, cell, units, num_layers, 
     return model
 
 
-@register_model("rnn_classifier", family="recurrent",
-                description="Recurrent sequence classifier or regressor (many-to-one): SimpleRNN, LSTM or GRU")
-def rnn_classifier(
-    input_shape=None,
-    num_classes: int = 2,
-    head: str = "softmax",
-    cell: str = "lstm",
-    units: int = 64,
-    num_layers: int = 1,
-    dropout: float = 0.0,
-    recurrent_dropout: float = 0.0,
-    bidirectional: bool = False,
-    name: str = "rnn_classifier",
-    compile: bool = True,
-    jit_compile: bool | None = None,
-    *,
-    vocab_size: int | None = None,
-    embedding_dim: int = 32,
-    mask_value: float | None = None,
-):
-    return _sequence_model(
-        input_shape=input_shape, num_classes=num_classes, head=head, cell=cell, units=units,
-        num_layers=num_layers, dropout=dropout, recurrent_dropout=recurrent_dropout,
-        bidirectional=bidirectional, vocab_size=vocab_size, embedding_dim=embedding_dim,
-        mask_value=mask_value, name=name, compile=compile, jit_compile=jit_compile, return_sequences=False,
-    )
+def _builder(kind, return_sequences):
+    """The public builder `kind`: the shared sequence model, returning one prediction per sequence or,
+    with `return_sequences`, one per step."""
+
+    def builder(
+        input_shape=None,
+        num_classes: int = 2,
+        head: str = "softmax",
+        cell: str = "lstm",
+        units: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        bidirectional: bool = False,
+        name: str = kind,
+        compile: bool = True,
+        jit_compile: bool | None = None,
+        *,
+        vocab_size: int | None = None,
+        embedding_dim: int = 32,
+        mask_value: float | None = None,
+    ):
+        return _sequence_model(
+            input_shape=input_shape, num_classes=num_classes, head=head, cell=cell, units=units,
+            num_layers=num_layers, dropout=dropout, recurrent_dropout=recurrent_dropout,
+            bidirectional=bidirectional, vocab_size=vocab_size, embedding_dim=embedding_dim,
+            mask_value=mask_value, name=name, compile=compile, jit_compile=jit_compile,
+            return_sequences=return_sequences,
+        )
+
+    builder.__name__ = builder.__qualname__ = kind
+    return builder
 
 
-@register_model("rnn_tagger", family="recurrent",
-                description="Recurrent sequence tagger (many-to-many, a label for every step)")
-def rnn_tagger(
-    input_shape=None,
-    num_classes: int = 2,
-    head: str = "softmax",
-    cell: str = "lstm",
-    units: int = 64,
-    num_layers: int = 1,
-    dropout: float = 0.0,
-    recurrent_dropout: float = 0.0,
-    bidirectional: bool = False,
-    name: str = "rnn_tagger",
-    compile: bool = True,
-    jit_compile: bool | None = None,
-    *,
-    vocab_size: int | None = None,
-    embedding_dim: int = 32,
-    mask_value: float | None = None,
-):
-    return _sequence_model(
-        input_shape=input_shape, num_classes=num_classes, head=head, cell=cell, units=units,
-        num_layers=num_layers, dropout=dropout, recurrent_dropout=recurrent_dropout,
-        bidirectional=bidirectional, vocab_size=vocab_size, embedding_dim=embedding_dim,
-        mask_value=mask_value, name=name, compile=compile, jit_compile=jit_compile, return_sequences=True,
-    )
+rnn_classifier = _builder("rnn_classifier", return_sequences=False)
+rnn_tagger = _builder("rnn_tagger", return_sequences=True)
 
 
 rnn_classifier.__doc__ = _DOC.format(
@@ -147,3 +124,10 @@ rnn_tagger.__doc__ = _DOC.format(
     "are not used: the mask reaches the loss, which skips them)",
     output="`(batch, steps, num_classes)`",
 )
+
+rnn_classifier = register_model(
+    "rnn_classifier", family="recurrent",
+    description="Recurrent sequence classifier or regressor (many-to-one): SimpleRNN, LSTM or GRU")(rnn_classifier)
+rnn_tagger = register_model(
+    "rnn_tagger", family="recurrent", description="Recurrent sequence tagger (many-to-many, a label for every step)"
+)(rnn_tagger)

@@ -89,10 +89,9 @@ def channels_last_model(model):
                     channels_first.add(id(tensor))
 
     def clone(layer):
-        config = configs.get(layer.name)
         if isinstance(layer, ChannelLayout):
             return keras.layers.Identity(name=layer.name)
-        return layer.__class__.from_config(config) if config is not None else layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config(configs[layer.name])
 
     copy = keras.models.clone_model(model, clone_function=clone)
     for source in _layers_in_order(model):

@@ -4,6 +4,8 @@
     >>> export.to_tflite(model, "model.tflite")
     >>> export.to_onnx(model, "model.onnx")
     >>> export.verify(model, "model.tflite", x).max_abs
+    >>> export.to_tflite(language_model, "lm.tflite", generation=True, max_length=64)
+    >>> export.generate("lm.tflite", prompts)
 
 This package sits above `keras_models`: it may import it, never the reverse. Its names load on first
 use (PEP 562), so `export.cli` and `export.tour_cases` start without importing TensorFlow.
@@ -24,6 +26,7 @@ _NAMES = {
     "FlexOpsError": "export.tflite",
     "QUANTIZATIONS": "export.tflite",
     "to_tflite": "export.tflite",
+    "generate": "export.generation",
     "VerifyResult": "export.verification",
     "inspect": "export.verification",
     "run_artifact": "export.verification",
@@ -51,6 +54,7 @@ __all__ = [
     "QUANTIZATIONS",
     "TensorInfo",
     "VerifyResult",
+    "generate",
     "inspect",
     "run_artifact",
     "to_onnx",

@@ -48,6 +48,7 @@ class ExportReport:
     operators: dict[str, int]  # operator name -> count
     quantization: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    files: list[Path] = dataclasses.field(default_factory=list)  # every file written, when several are
 
     def __str__(self):
         lines = [
@@ -205,7 +206,9 @@ def unrolled_recurrent_layers(model):
 
     Limits:
         - The time axis must be fixed: a model built with `Input((None, features))` cannot be
-          unrolled. `trace` (and so `to_tflite`, `to_onnx`) raises `ExportError` naming the layers;
+          unrolled. `trace` (and so `to_tflite`, and `to_onnx(recurrent="unrolled")`; ONNX's
+          default writes its own RNN/LSTM/GRU operators over any length, see
+          `export.onnx_recurrent`) raises `ExportError` naming the layers;
           rebuild with a fixed length or pass `input_signature` with one. Shorter sequences are
           padded (and masked) by the caller.
         - The graph grows linearly with the sequence length: every step is a copy of the cell's ops
@@ -317,8 +320,11 @@ def serving_function(model, specs):
 
 
 def trace(model, specs):
-    """Traces `model` (recurrent layers unrolled) and returns the concrete function and layer names."""
-    with unrolled_recurrent_layers(model) as recurrent:
+    """Traces `model` (recurrent layers unrolled, layers without builtin TFLite ops rewritten, see
+    `export.rewrites`) and returns the concrete function and the unrolled layers' names."""
+    from export.rewrites import rewritten_layers
+
+    with unrolled_recurrent_layers(model) as recurrent, rewritten_layers(model, "tflite"):
         fn = serving_function(model, specs)
         try:
             concrete = fn.get_concrete_function()
@@ -328,6 +334,19 @@ def trace(model, specs):
                 raise clear from error
             raise ExportError(f"Tracing {model.name!r} for export failed: {plain_message(error)}") from error
     return fn, concrete, [l.name for l in recurrent]
+
+
+def write_tokenizer_beside(model, path, report):
+    """Writes the tokenizer a language model carries (`model.preprocessor`) beside its exported file,
+    as `<stem>.tokenizer.json` in the `tokenizers` library's format, and lists it in `report`: the
+    tokenizer runs on the host, so it travels beside the file."""
+    from keras_models.text import save_tokenizer_beside
+
+    written = save_tokenizer_beside(model, path)
+    if written is not None:
+        report.files = [*(report.files or [path]), written]
+        report.notes.append(f"tokenizer beside the model: {written.name} (runs on the host)")
+    return report
 
 
 def plain_message(error) -> str:

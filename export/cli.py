@@ -53,6 +53,9 @@ def _cmd_export(args):
     except Exception as error:
         raise SystemExit(f"error: cannot load {str(source)!r} as a Keras model: {error}") from error
     calibration = _load_calibration(args.calibration) if args.calibration else None
+    generation = {"generation": True, "max_length": args.max_length} if args.generation else {}
+    if args.max_length is not None and not args.generation:
+        raise SystemExit("error: --max-length applies only with --generation")
     try:
         if args.tflite:
             report = export.to_tflite(
@@ -63,15 +66,16 @@ def _cmd_export(args):
                 batch_size=args.batch_size,
                 int8_io=args.int8_io,
                 streaming=args.streaming,
+                **generation,
             )
             print(report)
-            if calibration is not None and not args.streaming:
+            if calibration is not None and not (args.streaming or args.generation):
                 print(export.verify(model, args.tflite, _first_samples(calibration)))
         if args.onnx:
             report = export.to_onnx(model, args.onnx, opset=args.opset, batch_size=args.batch_size,
-                                    streaming=args.streaming)
+                                    streaming=args.streaming, **generation)
             print(report)
-            if calibration is not None and not args.streaming:
+            if calibration is not None and not (args.streaming or args.generation):
                 print(export.verify(model, args.onnx, _first_samples(calibration)))
     except export.ExportError as error:
         raise SystemExit(f"error: {error}") from error
@@ -171,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--streaming", action="store_true",
                      help="write a one-step model of a recurrent network (inputs without the time axis, "
                           "states state_0, state_1, ...)")
+    exp.add_argument("--generation", action="store_true",
+                     help="write the parts a device generates tokens with (encode, decode); run them with "
+                          "export.generate(path, token_ids)")
+    exp.add_argument("--max-length", type=int, help="with --generation: the longest sequence to generate")
     exp.set_defaults(func=_cmd_export)
 
     insp = commands.add_parser("inspect", help="show inputs, outputs, operators and size of an artifact")

@@ -18,8 +18,10 @@ from export._common import (
     unrolled_recurrent_layers,
     serving_function,
     undefined_time_axis_error,
+    write_tokenizer_beside,
 )
 from export.layout import channels_last_model
+from export.onnx_recurrent import export_native
 from export.streaming import step_function
 
 DEFAULT_OPSET = 17
@@ -35,6 +37,7 @@ def _register_missing_handlers():
     `activation="gelu"`), used by every transformer feed-forward block; tf2onnx 1.17 has no handler
     for it. ONNX has `Erf` from opset 9, and erfc(x) = 1 - erf(x) loses nothing that matters in float32
     for GELU: where erfc is tiny, GELU multiplies it by 0.5 * x and the absolute error stays near 1e-7.
+    `XlaDynamicUpdateSlice` is `keras.ops.slice_update` (a transformer's KV cache written in place).
     """
     global _HANDLERS_REGISTERED
     if _HANDLERS_REGISTERED:
@@ -66,6 +69,43 @@ def _register_missing_handlers():
         @classmethod
         def version_9(cls, ctx, node, **kwargs):
             rewrite_as_sub(ctx, node, "Exp", one_minus=False)
+
+    @tf_op("XlaDynamicUpdateSlice")
+    class _DynamicUpdateSlice:  # noqa: F841 - registered by the decorator
+        """`keras.ops.slice_update` on TensorFlow (a KV cache written at the current position):
+        ScatterND of the update at the indices `start + position within the update`, the start clamped
+        as XLA clamps it (the update always fits inside the operand). Exact: values are moved, not
+        computed."""
+
+        @classmethod
+        def version_13(cls, ctx, node, **kwargs):
+            operand, update, starts = node.input
+            rank = len(ctx.get_shape(operand))
+
+            def const(name, value):
+                return ctx.make_const(utils.make_name(f"{node.name}_{name}"), np.array(value, np.int64)).output[0]
+
+            def op(op_type, inputs, **attr):
+                return ctx.make_node(op_type, inputs, attr=attr, op_name_scope=node.name).output[0]
+
+            update_shape = op("Shape", [update])
+            limit = op("Sub", [op("Shape", [operand]), update_shape])
+            start = op("Min", [op("Max", [op("Cast", [starts], to=7), const("zero", [0] * rank)]), limit])
+            axes = []
+            for axis in range(rank):
+                size = op("Gather", [update_shape, const(f"axis{axis}", axis)], axis=0)
+                steps = op("Range", [const(f"first{axis}", 0), size, const(f"step{axis}", 1)])
+                view = [1] * rank
+                view[axis] = -1
+                steps = op("Reshape", [steps, const(f"view{axis}", view)])
+                offset = op("Gather", [start, const(f"offset{axis}", axis)], axis=0)
+                index = op("Expand", [op("Add", [steps, offset]), update_shape])
+                axes.append(op("Unsqueeze", [index, const(f"last{axis}", [-1])]))
+            indices = op("Concat", axes, axis=-1)  # (*update.shape, rank)
+            output, shapes, dtypes = node.output[0], node.output_shapes, node.output_dtypes
+            ctx.remove_node(node.name)
+            ctx.make_node("ScatterND", [operand, indices, update], outputs=[output], name=node.name, shapes=shapes,
+                          dtypes=dtypes)
 
     _HANDLERS_REGISTERED = True
 
@@ -124,6 +164,9 @@ def to_onnx(
     batch_size: int | None = None,
     input_signature=None,
     streaming: bool = False,
+    generation: bool = False,
+    max_length: int | None = None,
+    recurrent: str = "auto",
 ) -> ExportReport:
     """Exports `model` to an ONNX file and checks that onnxruntime loads it.
 
@@ -137,9 +180,18 @@ def to_onnx(
         streaming: write the model's one-step function (see `export.streaming`), with inputs named
             after the model's inputs and `state_0`, `state_1`, ..., outputs after the model's outputs
             and `state_0_out`, `state_1_out`, ...
+        generation: write what a device needs to generate tokens with a model of the library that
+            generates (see `export.generation`): ONNX holds one graph per file, so each part goes to its
+            own file beside `path`, `<stem>.decode.onnx` (and `<stem>.encode.onnx` for models with a
+            source); `path` itself is not written. Run them with `export.generate(path, ...)`.
+        max_length: with `generation=True`, the longest sequence to generate (it sizes a KV cache).
+        recurrent: `"native"` writes recurrent layers as ONNX's `LSTM`/`GRU`/`RNN` operators with a
+            dynamic time axis (see `export.onnx_recurrent`; `ExportError` naming a layer that does not
+            map), `"unrolled"` unrolls them over the fixed sequence length, `"auto"` is native when every
+            layer maps and unrolled otherwise (the report's notes say which and why).
 
     Returns:
-        An `ExportReport`.
+        An `ExportReport` (with `generation=True`, of the decode part; `files` lists every file).
     """
     import onnx
     import onnxruntime
@@ -154,8 +206,18 @@ def to_onnx(
         )
     if not isinstance(streaming, bool):
         raise ExportError(f"streaming must be True or False; got streaming={streaming!r}.")
+    if not isinstance(generation, bool):
+        raise ExportError(f"generation must be True or False; got generation={generation!r}.")
+    if generation:
+        return _generation_onnx(model, path, max_length, opset, batch_size, streaming, input_signature)
+    if max_length is not None:
+        raise ExportError(f"max_length={max_length!r} applies only with generation=True.")
     path = check_destination(path)
     model = channels_last_model(model)  # TFLite and ONNX files are channels-last
+    native = export_native(model, path, recurrent=recurrent, streaming=streaming, opset=opset,
+                           batch_size=batch_size, input_signature=input_signature)
+    if native.report is not None:
+        return write_tokenizer_beside(model, path, native.report)
     step = None
     if streaming:
         step = step_function(model, batch_size=batch_size, input_signature=input_signature)
@@ -164,7 +226,9 @@ def to_onnx(
         specs = input_specs(model, batch_size=batch_size, input_signature=input_signature)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     _register_missing_handlers()
-    with unrolled_recurrent_layers(model) as recurrent:
+    from export.rewrites import rewritten_layers
+
+    with unrolled_recurrent_layers(model) as recurrent, rewritten_layers(model, "onnx"):
         fn = step.function if step is not None else serving_function(model, specs)
         recurrent = [] if step is not None else recurrent
         try:
@@ -193,4 +257,54 @@ def to_onnx(
             tensor.name = f"{tensor.name} ({name})"
     if recurrent:
         report.notes.append(f"recurrent layers unrolled over a fixed sequence length: {[l.name for l in recurrent]}")
-    return report
+    report.notes += native.notes
+    return write_tokenizer_beside(model, path, report)
+
+
+def _generation_onnx(model, path, max_length, opset, batch_size, streaming, input_signature) -> ExportReport:
+    """`to_onnx(..., generation=True)`: one file per part beside `path` (see `export.generation`)."""
+    import json
+
+    import onnx
+    import onnxruntime
+    import tf2onnx
+
+    from export import generation
+
+    if streaming:
+        raise ExportError("generation=True and streaming=True are different files: choose one.")
+    if input_signature is not None:
+        raise ExportError("generation=True takes no input_signature: the parts' inputs follow from the model.")
+    path = check_destination(path)
+    parts = generation.generation_parts(model, max_length, batch_size)
+    meta = json.dumps(generation.metadata(model, max_length, parts))
+    targets = generation.part_paths(path)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    _register_missing_handlers()
+    protos = {}
+    for part in parts:  # every part converts and loads before any file is written
+        try:
+            proto, _ = tf2onnx.convert.from_function(part.function, input_signature=part.specs, opset=opset)
+        except Exception as error:
+            raise ExportError(
+                f"ONNX conversion of the {part.name} part of {model.name!r} failed: {plain_message(error)}"
+            ) from error
+        _rename_values(proto.graph, part.input_names, part.output_names)
+        proto.metadata_props.add(key=generation.METADATA_KEY, value=meta)
+        try:
+            onnx.checker.check_model(proto)
+            onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise ExportError(f"The {part.name} part of {model.name!r} does not load in onnxruntime: {error}") from error
+        protos[part.name] = proto
+    for name, proto in protos.items():
+        with atomic_write(targets[name]) as tmp:
+            tmp.write_bytes(proto.SerializeToString())
+    decode = protos["decode"]
+    report = describe_onnx(decode, targets["decode"], decode.ByteSize())
+    report.files = [targets[name] for name in protos]
+    report.notes.append(f"opset {opset}")
+    report.notes.append("generation parts (one file each): " + "; ".join(
+        f"{part.name}({', '.join(part.input_names)}) -> {', '.join(part.output_names)}" for part in parts))
+    report.notes.append(f"max_length {max_length}; stop_token_ids {list(model.stop_token_ids)}")
+    return write_tokenizer_beside(model, path, report)

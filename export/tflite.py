@@ -25,6 +25,7 @@ from export._common import (
     output_names,
     plain_message,
     trace,
+    write_tokenizer_beside,
 )
 from export.layout import channels_last_model
 from export.streaming import step_function
@@ -263,6 +264,8 @@ def to_tflite(
     int8_io: bool = False,
     allow_select_tf_ops: bool = False,
     streaming: bool = False,
+    generation: bool = False,
+    max_length: int | None = None,
 ) -> ExportReport:
     """Exports `model` to a TFLite file that runs in the LiteRT interpreter.
 
@@ -283,6 +286,12 @@ def to_tflite(
             inputs (each sequence input without its time axis) and `state_0`, `state_1`, ...; outputs
             the step outputs and `state_0_out`, `state_1_out`, ...; all named in the `serving_default`
             signature. Zero states start a sequence. Takes quantization None, "dynamic" or "float16".
+        generation: write what a device needs to generate tokens with a model of the library that
+            generates (`rnn_language_model`, `rnn_seq2seq`, `gpt_causal_lm`, ...): one file whose
+            signatures are the parts `encode` (models with a source) and `decode` (one token and the
+            states in, the logits and the next states out; see `export.generation`). Run it with
+            `export.generate(path, ...)`. Takes quantization None, "dynamic" or "float16".
+        max_length: with `generation=True`, the longest sequence to generate (it sizes a KV cache).
 
     Returns:
         An `ExportReport` with the path, size, inputs, outputs and operator counts.
@@ -301,6 +310,13 @@ def to_tflite(
             'streaming=True takes quantization None, "dynamic" or "float16"; full-integer "int8" would '
             "quantize the recurrent states with calibration data that does not cover long streams."
         )
+    if not isinstance(generation, bool):
+        raise ExportError(f"generation must be True or False; got generation={generation!r}.")
+    if generation:
+        return _generation_tflite(model, path, max_length, quantization, batch_size, streaming, input_signature,
+                                  allow_select_tf_ops)
+    if max_length is not None:
+        raise ExportError(f"max_length={max_length!r} applies only with generation=True.")
     if quantization == "int8" and representative_data is None:
         raise ExportError('quantization="int8" needs representative_data: a few hundred typical inputs.')
     if int8_io and quantization != "int8":
@@ -347,4 +363,48 @@ def to_tflite(
         report.notes.append(f"recurrent layers unrolled over a fixed sequence length: {recurrent}")
     with atomic_write(path) as tmp:
         tmp.write_bytes(content)
-    return report
+    return write_tokenizer_beside(model, path, report)
+
+
+def _generation_tflite(model, path, max_length, quantization, batch_size, streaming, input_signature,
+                       allow_select_tf_ops) -> ExportReport:
+    """`to_tflite(..., generation=True)`: the parts as signatures of one file (see `export.generation`)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export import generation
+
+    if streaming:
+        raise ExportError("generation=True and streaming=True are different files: choose one.")
+    if quantization == "int8":
+        raise ExportError('generation=True takes quantization None, "dynamic" or "float16".')
+    if input_signature is not None:
+        raise ExportError("generation=True takes no input_signature: the parts' inputs follow from the model.")
+    path = check_destination(path)
+    parts = generation.generation_parts(model, max_length, batch_size)
+    try:
+        with _quiet_converter() as printed, generation.saved_parts(parts) as folder:
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(folder), signature_keys=[p.name for p in parts])
+            _configure(converter, quantization, None, None, False, allow_select_tf_ops)
+            content = converter.convert()
+    except ExportError:
+        raise
+    except Exception as error:
+        detail = _converter_errors(error, "".join(printed))
+        raise ExportError(f"TFLite conversion of the generation parts of {model.name!r} failed: {detail}") from error
+    content = generation.with_tflite_metadata(content, generation.metadata(model, max_length, parts))
+    report = describe_tflite(content, path, quantization)
+    flex = sorted(op for op in report.operators if op.startswith("Flex"))
+    if flex and not allow_select_tf_ops:
+        raise ExportError(f"The generation parts of {model.name!r} need TensorFlow (Flex) ops {flex}.")
+    signatures = Interpreter(model_content=content).get_signature_list()
+    runner = Interpreter(model_content=content).get_signature_runner("decode")
+    for kind, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details())):
+        setattr(report, kind, [TensorInfo(name, tuple(int(d) for d in detail["shape_signature"]),
+                                          np.dtype(detail["dtype"]).name) for name, detail in details.items()])
+    report.files = [path]
+    report.notes.append(f"generation parts (signatures): {generation.signature_infos(signatures)}")
+    report.notes.append(f"max_length {max_length}; stop_token_ids {list(model.stop_token_ids)}; "
+                        "zero states start a sequence unless an encode part computes them")
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(content)
+    return write_tokenizer_beside(model, path, report)

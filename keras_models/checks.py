@@ -7,6 +7,8 @@ as silently diverging weights. `CheckedModel` runs them when a builder's model i
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
@@ -173,3 +175,60 @@ class CheckedModel(keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_training_data(self, x, y)
         return super().evaluate(x, y, *args, **kwargs)
+
+
+def check_token_ids(token_ids, vocabulary_size, what="token_ids", *, size_name="vocab_size", max_steps=None,
+                    steps_name="max_sequence_length"):
+    """`token_ids` as an int32 numpy array `(batch, steps)` of ids in `[0, vocabulary_size)` (and at most
+    `max_steps` steps when given), or a `ValueError` naming `what` and the model's argument (`size_name`,
+    `steps_name`). Whole-valued floats are accepted as ids."""
+    array = np.asarray(token_ids)
+    if array.ndim != 2 or 0 in array.shape:
+        raise ValueError(f"{what} must be a non-empty 2-D array (batch, steps) of token ids; got shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.integer):
+        whole = np.issubdtype(array.dtype, np.number) and np.isfinite(array).all() and (array == np.round(array)).all()
+        if not whole:
+            raise ValueError(f"{what} must hold integer token ids; got dtype {array.dtype}.")
+    low, high = array.min(), array.max()
+    if low < 0 or high >= vocabulary_size:
+        raise ValueError(
+            f"{what} must lie in [0, {vocabulary_size}) ({size_name}={vocabulary_size}); got ids from {low} to {high}."
+        )
+    if max_steps is not None and array.shape[1] > max_steps:
+        raise ValueError(
+            f"{what} has {array.shape[1]} steps, more than {steps_name}={max_steps}, the positions the model has."
+        )
+    return array.astype(np.int32)
+
+
+def check_positive_int(value, what: str) -> int:
+    """`value` as an int if it is a positive integer, else a `ValueError` naming `what`."""
+    return check_count(value, what)
+
+
+def check_optional_positive_int(value, what: str):
+    """`None`, or `value` checked by `check_positive_int`."""
+    return None if value is None else check_positive_int(value, what)
+
+
+def check_rate(value, what: str) -> float:
+    """`value` as a float if it lies in [0, 1), else a `ValueError` naming `what`."""
+    valid = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not valid or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{what} must be a number in [0, 1); got {what}={value!r}.")
+    return float(value)
+
+
+def check_positive_float(value, what: str) -> float:
+    """`value` as a float if it is a finite number above 0, else a `ValueError` naming `what`."""
+    valid = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not valid or not math.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"{what} must be a finite number above 0; got {what}={value!r}.")
+    return float(value)
+
+
+def check_choice(value, choices, what: str):
+    """`value` if it is one of `choices`, else a `ValueError` naming `what` and the choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{what} must be one of {tuple(choices)}; got {what}={value!r}.")
+    return value

@@ -28,12 +28,22 @@ goes to 0, `top_k` and `top_p` sampling become greedy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
 import numpy as np
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam")
+
+
+def no_gradients():
+    """Generation records no gradients (PyTorch would keep a graph over every generated step)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
 
 
 def _is_int(value) -> bool:
@@ -170,7 +180,16 @@ def reorder_state(state, rows):
     return keras.tree.map_structure(take, state)
 
 
-def _beam_search(step, tokens, logits, state, max_length, beam_width, temperature):
+def _finished_rows(log_probabilities, finished, pad_id):
+    """Log-probabilities `(rows, vocab)` where a finished row can only continue with `pad_id`, at no cost."""
+    if not finished.any():
+        return log_probabilities
+    padding_only = np.full(log_probabilities.shape[1], -np.inf)
+    padding_only[pad_id] = 0.0
+    return np.where(finished[:, None], padding_only, log_probabilities)
+
+
+def _beam_search(step, tokens, logits, state, max_length, beam_width, temperature, stop_token_ids, pad_id):
     batch, prompt_length = tokens.shape
     vocab = logits.shape[1]
     # Row b * beam_width + i holds beam i of sequence b. Only beam 0 is alive at first (the others
@@ -180,22 +199,47 @@ def _beam_search(step, tokens, logits, state, max_length, beam_width, temperatur
     scores = np.full((batch, beam_width), -np.inf)
     scores[:, 0] = 0.0
     history = np.repeat(tokens[:, None, :], beam_width, axis=1)  # (batch, beam, steps)
+    finished = np.zeros((batch, beam_width), dtype=bool)
     for position in range(prompt_length, max_length):
-        log_probabilities = _log_softmax(logits / temperature).reshape(batch, beam_width, vocab)
+        log_probabilities = _finished_rows(_log_softmax(logits / temperature), finished.reshape(-1), pad_id)
+        log_probabilities = log_probabilities.reshape(batch, beam_width, vocab)
         candidates = (scores[:, :, None] + log_probabilities).reshape(batch, beam_width * vocab)
         best = _ranked(candidates)[:, :beam_width]  # (batch, beam)
         scores = np.take_along_axis(candidates, best, axis=1)
         beam, token = best // vocab, (best % vocab).astype(np.int32)
         history = np.concatenate([np.take_along_axis(history, beam[:, :, None], axis=1), token[:, :, None]], axis=2)
+        finished = np.take_along_axis(finished, beam, axis=1) | np.isin(token, stop_token_ids)
+        if finished.all():
+            break
         if position + 1 < max_length:
             state = reorder_state(state, (np.arange(batch)[:, None] * beam_width + beam).reshape(-1))
             logits, state = step(token.reshape(-1), state)
             logits = _checked_logits(logits, batch * beam_width)
-    return history[np.arange(batch), np.argmax(scores, axis=1)]
+    best = history[np.arange(batch), np.argmax(scores, axis=1)]
+    return _padded(best, max_length, pad_id)
+
+
+def _padded(tokens, max_length, pad_id):
+    """`tokens` `(batch, steps)` filled with `pad_id` on the right up to `max_length` steps."""
+    filler = np.full((tokens.shape[0], max_length - tokens.shape[1]), pad_id, dtype=np.int32)
+    return np.concatenate([tokens.astype(np.int32), filler], axis=1)
+
+
+def _check_stop(stop_token_ids, pad_id):
+    if not _is_int(pad_id) or pad_id < 0:
+        raise ValueError(f"pad_id must be a non-negative integer; got pad_id={pad_id!r}.")
+    if stop_token_ids is None:
+        return np.zeros(0, dtype=np.int64)
+    ids = list(stop_token_ids) if isinstance(stop_token_ids, (list, tuple, np.ndarray)) else None
+    if ids is None or not all(_is_int(i) and i >= 0 for i in ids):
+        raise ValueError(
+            f"stop_token_ids must be a list or tuple of non-negative integer ids, or None; got {stop_token_ids!r}."
+        )
+    return np.asarray(ids, dtype=np.int64)
 
 
 def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
-           beam_width=4, seed=None):
+           beam_width=4, seed=None, stop_token_ids=None, pad_id=0, prefill=None):
     """Extends each prompt of `token_ids` to `max_length` tokens with `step` (see the module docstring).
 
     Args:
@@ -212,6 +256,13 @@ def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=
         top_p: the nucleus mass `"top_p"` draws from, in (0, 1] (required there, refused elsewhere).
         beam_width: the beams `"beam"` keeps.
         seed: seeds the draws of `"top_k"` and `"top_p"`: the same seed gives the same tokens.
+        stop_token_ids: ids that end a sequence: once a row generates one (the prompt does not count),
+            the rest of the row is `pad_id`. With `"beam"`, a finished beam extends with `pad_id` at no
+            cost. Generation ends early when every row has stopped.
+        pad_id: fills the rows that stopped.
+        prefill: `prefill(token_ids, state) -> (logits, state)`, reading the whole prompt at once and
+            returning the logits after its last token (a transformer fills its cache in one pass); by
+            default the prompt goes through `step` one token at a time.
 
     Returns:
         int32 numpy `(batch, max_length)`: the prompts followed by the generated tokens.
@@ -219,23 +270,34 @@ def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=
     check_sampling(sampler, temperature, top_k, top_p, beam_width, seed)
     if not callable(step):
         raise ValueError(f"step must be callable as step(tokens, state) -> (logits, state); got {step!r}.")
+    if prefill is not None and not callable(prefill):
+        raise ValueError(f"prefill must be callable as prefill(token_ids, state) -> (logits, state); got {prefill!r}.")
+    stop = _check_stop(stop_token_ids, pad_id)
     tokens = _check_prompt(token_ids, max_length)
     batch, prompt_length = tokens.shape
     if max_length == prompt_length:
         return tokens.copy()
-    for position in range(prompt_length):  # the prompt: its last logits choose the first new token
-        logits, state = step(tokens[:, position], state)
+    if prefill is not None:
+        logits, state = prefill(tokens, state)
+    else:
+        for position in range(prompt_length):  # the prompt: its last logits choose the first new token
+            logits, state = step(tokens[:, position], state)
     logits = _checked_logits(logits, batch)
     if sampler == "top_k" and top_k > logits.shape[1]:
         raise ValueError(f"top_k={top_k} exceeds the vocabulary of {logits.shape[1]} tokens.")
     if sampler == "beam":
-        return _beam_search(step, tokens, logits, state, max_length, beam_width, float(temperature))
+        return _beam_search(step, tokens, logits, state, max_length, beam_width, float(temperature), stop, pad_id)
     rng = np.random.default_rng(seed)
     generated = []
+    finished = np.zeros(batch, dtype=bool)
     for position in range(prompt_length, max_length):
         chosen = _choose(logits, sampler, float(temperature), top_k, top_p, rng).astype(np.int32)
+        chosen = np.where(finished, np.int32(pad_id), chosen)
         generated.append(chosen)
+        finished |= np.isin(chosen, stop)
+        if finished.all():
+            break
         if position + 1 < max_length:
             logits, state = step(chosen, state)
             logits = _checked_logits(logits, batch)
-    return np.concatenate([tokens, np.stack(generated, axis=1)], axis=1)
+    return _padded(np.concatenate([tokens, np.stack(generated, axis=1)], axis=1), max_length, pad_id)

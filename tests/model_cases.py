@@ -187,16 +187,62 @@ def _conditioned_tokens(count=COUNT, seed=0, vocab=20):
     return x, _tokens((_STEPS,), count, seed + 2, vocab)
 
 
+def _translation_pairs(count=COUNT, seed=0, source_vocab=20, target_vocab=12):
+    """Sources padded at the end (never first) and teacher-forcing pairs of targets padded at the end:
+    the decoder reads the start id first, so no decoder step starts from padding."""
+    rng = _rng(seed)
+    source = rng.integers(3, source_vocab, (count, _STEPS)).astype("int32")
+    target = rng.integers(3, target_vocab, (count, _STEPS - 1)).astype("int32")
+    for row in range(count):
+        source[row, _STEPS - row % 3:] = 0
+        target[row, _STEPS - 1 - row % 4:] = 0
+    return keras_models.recurrent.teacher_forcing_pairs(source, target)
+
+
 def _recurrent():
     """One case per cell: token ids (LSTM classifier), masked features (SimpleRNN tagger), a language
-    model conditioned through its initial states (GRU)."""
+    model conditioned through its initial states (GRU), and a bidirectional LSTM encoder-decoder with
+    additive attention."""
     tagger = {"input_shape": (_STEPS, 2), "num_classes": NUM_CLASSES, "cell": "simple", "units": 8, "mask_value": 0.0}
     language_model = {"vocab_size": 20, "embedding_dim": 8, "cell": "gru", "units": 8, "condition_dim": 4,
                       "sequence_length": _STEPS}
+    seq2seq = {"source_vocab_size": 20, "target_vocab_size": 12, "embedding_dim": 8, "cell": "lstm", "units": 8,
+               "bidirectional": True, "attention": "bahdanau", "source_length": _STEPS, "target_length": _STEPS}
     return [
         _keras("rnn_classifier", (_STEPS,), inputs=_tokens, vocab_size=50, embedding_dim=8, units=8, cell="lstm"),
         ModelCase("rnn_tagger", KERAS, tagger, _tagged_features, (COUNT, _STEPS, NUM_CLASSES)),
         ModelCase("rnn_language_model", KERAS, language_model, _conditioned_tokens, (COUNT, _STEPS, 20)),
+        ModelCase("rnn_seq2seq", KERAS, seq2seq, _translation_pairs, (COUNT, _STEPS, 12)),
+    ]
+
+
+def _likelihood():
+    """The VAEs as Keras models: `fit` on images (a conditional model's labels ride with them as its
+    second input), and the model's own output, the reconstruction through encoder and decoder, is what
+    ships; `tests/likelihood` checks the encoder and decoder exported separately."""
+    shape = (8, 8, 1)
+    small = {"image_shape": shape, "latent_dim": 4, "width": 8}
+    images = lambda: (_uniform(shape), None)  # noqa: E731
+    labelled = lambda: ([_uniform(shape), _labels()], None)  # noqa: E731
+    return [
+        ModelCase("vae", KERAS, small, images, (COUNT, *shape)),
+        ModelCase("conditional_vae", KERAS, {**small, "num_classes": NUM_CLASSES, "likelihood": "gaussian"},
+                  labelled, (COUNT, *shape)),
+        ModelCase("beta_vae", KERAS, {**small, "architecture": "conv", "likelihood": "logistic_mixture",
+                                      "num_mixtures": 2}, images, (COUNT, *shape)),
+    ]
+
+
+def _transformer():
+    """The GPT task on next-token pairs, and its backbone (compiled without a loss: the worker regresses
+    its hidden states on seeded targets)."""
+    config = {"vocabulary_size": 20, "num_layers": 2, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16,
+              "max_sequence_length": _STEPS}
+    pairs = lambda: keras_models.recurrent.next_token_pairs(_tokens((_STEPS + 1,), vocab=20))  # noqa: E731
+    hidden = lambda: (_tokens((_STEPS,), vocab=20), _uniform((_STEPS, 8), seed=1))  # noqa: E731
+    return [
+        ModelCase("gpt", KERAS, config, hidden, (COUNT, _STEPS, 8)),
+        ModelCase("gpt_causal_lm", KERAS, config, pairs, (COUNT, _STEPS, 20)),
     ]
 
 
@@ -238,8 +284,13 @@ _CASES = [
     *[_gan(name) for name in gan_cases.VARIANTS],
     # recurrent
     *_recurrent(),
+    # likelihood
+    *_likelihood(),
+    # transformer
+    *_transformer(),
 ]
 CASES: dict[str, ModelCase] = {case.name: case for case in _CASES}
 
 # The default suite: one small model of every family (and both kinds of classical model).
-DEFAULT = ("mlp", "simple_cnn", "dcgan", "linear_svm", "decision_tree", "logistic_regression", "rnn_classifier")
+DEFAULT = ("mlp", "simple_cnn", "dcgan", "linear_svm", "decision_tree", "logistic_regression", "rnn_classifier",
+           "vae", "gpt_causal_lm")

@@ -170,3 +170,22 @@ def test_export_streaming_writes_a_step_model_with_named_states(tmp_path, capsys
     assert set(details) == {"features", "state_0"}
     assert tuple(details["features"]["shape"])[1:] == (3,)  # one step: no time axis
     assert "state_0_out" in runner.get_output_details()
+
+
+def test_export_generation_writes_parts_that_generate_like_the_saved_model(tmp_path, capsys):
+    import numpy as np
+
+    import export
+    import keras_models
+
+    model = keras_models.build("rnn_language_model", vocab_size=9, embedding_dim=4, units=6, cell="gru")
+    path = tmp_path / "lm.keras"
+    model.save(path)
+    assert cli.main(["export", str(path), "--tflite", str(tmp_path / "lm.tflite"), "--onnx",
+                     str(tmp_path / "lm.onnx"), "--generation", "--max-length", "12"]) == 0
+    assert "decode(" in capsys.readouterr().out
+    prompts = np.array([[3, 1], [8, 8]], np.int32)
+    for artifact in ("lm.tflite", "lm.onnx"):
+        np.testing.assert_array_equal(export.generate(tmp_path / artifact, prompts), model.generate(prompts, 12))
+    with pytest.raises(SystemExit, match="--max-length applies only with --generation"):
+        cli.main(["export", str(path), "--tflite", str(tmp_path / "x.tflite"), "--max-length", "5"])

@@ -9,7 +9,7 @@ from keras_models.cnn._common import check_common, check_width, finish_model, sc
 from keras_models.registry import register_model
 
 
-@register_model("alexnet", family="cnn", description="AlexNet (Krizhevsky et al., 2012), single tower")
+@register_model("alexnet", family="cnn", description="AlexNet (Krizhevsky et al., 2012), one or two towers")
 def alexnet(
     input_shape=(227, 227, 3),
     num_classes: int = 1000,
@@ -23,14 +23,18 @@ def alexnet(
     width_multiplier: float = 1.0,
     dense_units: int = 4096,
     dropout: float = 0.5,
+    towers: int = 1,
 ):
-    """AlexNet in its single-tower form: five convolutions (96, 256, 384, 384, 256), three max-pools,
-    two dense layers of 4096 and the head.
+    """AlexNet: five convolutions (96, 256, 384, 384, 256), three max-pools, two dense layers of 4096 and
+    the head.
 
-    The paper split every layer across two GPUs; here each layer is one ungrouped convolution (the form
-    the paper's "one GPU" figures and most re-implementations use), since grouped convolutions do not
-    convert to ONNX once XLA-wrapped. The paper's local response normalisation after conv1 and conv2
-    is left out, as in later renditions (it had no parameters and a small effect).
+    The paper split the network across two GPUs: conv2, conv4 and conv5 saw only their own GPU's half of
+    the previous layer's channels, while conv3 and the dense layers read both. `towers=2` builds that
+    form, those three layers as grouped convolutions (`groups=2`; 60,965,224 parameters at the paper's
+    sizes, the figure of the two-tower network); `towers=1` (the default) makes every layer one
+    ungrouped convolution, the form most re-implementations use (62,378,344). Both export: the exporter
+    writes a grouped convolution as one convolution per group. The paper's local response normalisation
+    after conv1 and conv2 is left out, as in later renditions (it had no parameters and a small effect).
 
     Args:
         input_shape: `(height, width, channels)`, at least 67x67 (227x227 for the paper's sizes).
@@ -39,6 +43,7 @@ def alexnet(
         width_multiplier: scales every convolution's filters (1.0 is the paper's).
         dense_units: width of the two dense layers.
         dropout: the dropout rate after each dense layer.
+        towers: 1, or 2 for the paper's two towers (grouped conv2, conv4, conv5).
 
     Returns:
         A `keras.Model`.
@@ -49,16 +54,25 @@ def alexnet(
         raise ValueError(f"dense_units must be a positive integer; got dense_units={dense_units!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got dropout={dropout!r}.")
+    if towers not in (1, 2) or isinstance(towers, bool):
+        raise ValueError(f"towers must be 1 or 2; got towers={towers!r}.")
+    widths = {index: scaled(filters, width_multiplier) for index, filters in
+              ((1, 96), (2, 256), (3, 384), (4, 384), (5, 256))}
+    if towers == 2 and any(width % 2 for width in widths.values()):
+        raise ValueError(
+            f"towers=2 splits every layer's filters in two halves; width_multiplier={width_multiplier!r} gives "
+            f"odd widths {widths}."
+        )
+    groups = {2: towers, 3: 1, 4: towers, 5: towers}  # conv3 reads both towers, as in the paper
 
     inputs = keras.Input(shape=shape, name=name + "_input")
-    x = keras.layers.Conv2D(scaled(96, width_multiplier), 11, strides=4, activation="relu",
-                            name=name + "_conv1")(inputs)  # (55, 55, 96)
+    x = keras.layers.Conv2D(widths[1], 11, strides=4, activation="relu", name=name + "_conv1")(inputs)  # (55, 55, 96)
     x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool1")(x)  # (27, 27, 96)
-    x = keras.layers.Conv2D(scaled(256, width_multiplier), 5, padding="same", activation="relu",
+    x = keras.layers.Conv2D(widths[2], 5, padding="same", activation="relu", groups=groups[2],
                             name=name + "_conv2")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool2")(x)  # (13, 13, 256)
-    for index, filters in ((3, 384), (4, 384), (5, 256)):
-        x = keras.layers.Conv2D(scaled(filters, width_multiplier), 3, padding="same", activation="relu",
+    for index in (3, 4, 5):
+        x = keras.layers.Conv2D(widths[index], 3, padding="same", activation="relu", groups=groups[index],
                                 name=f"{name}_conv{index}")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool5")(x)  # (6, 6, 256)
 

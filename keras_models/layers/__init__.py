@@ -7,15 +7,48 @@
 - `ChannelLayout`: channels-last data to a channels-first network and back.
 - `unet`: the U-Net encoder-decoder with skip connections, as a block.
 
+Transformer layers (the transformer family; encoder and encoder-decoder models build on them too):
+
+- `CachedMultiHeadAttention`: multi-head or grouped-query attention, separate query and key/value
+  inputs, padding and causal masks, an additive bias, rotary positions and a fixed-size KV cache.
+- `TransformerBlock`: self-attention and feed-forward residual branches, pre- or post-norm, causal or not.
+- `FeedForward`: the position-wise network, GELU, ReLU or SwiGLU.
+- `RMSNorm`: root-mean-square normalization.
+- `PositionEmbedding` (learned), `SinusoidalPositionEmbedding`, `RotaryEmbedding`: positions.
+- `ReversibleEmbedding`: a token embedding that also gives logits through its table (tied embeddings).
+
 Every layer exports to builtin TFLite operators and plain ONNX operators, and runs on the TensorFlow,
 JAX and PyTorch backends.
 """
 
+from keras_models.layers.cached_multi_head_attention import CachedMultiHeadAttention
+from keras_models.layers.feed_forward import FeedForward
 from keras_models.layers.instance_normalization import InstanceNormalization
 from keras_models.layers.layout import ChannelLayout
 from keras_models.layers.pixel_shuffle import PixelShuffle
+from keras_models.layers.position_embedding import PositionEmbedding
+from keras_models.layers.reversible_embedding import ReversibleEmbedding
+from keras_models.layers.rms_norm import RMSNorm
+from keras_models.layers.rotary_embedding import RotaryEmbedding
 from keras_models.layers.self_attention_2d import SelfAttention2D
+from keras_models.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_models.layers.spectral_normalization import SpectralNorm
+from keras_models.layers.transformer_block import TransformerBlock
 from keras_models.layers.unet import unet
 
-__all__ = ["ChannelLayout", "InstanceNormalization", "PixelShuffle", "SelfAttention2D", "SpectralNorm", "unet"]
+__all__ = [
+    "CachedMultiHeadAttention",
+    "ChannelLayout",
+    "FeedForward",
+    "InstanceNormalization",
+    "PixelShuffle",
+    "PositionEmbedding",
+    "RMSNorm",
+    "ReversibleEmbedding",
+    "RotaryEmbedding",
+    "SelfAttention2D",
+    "SinusoidalPositionEmbedding",
+    "SpectralNorm",
+    "TransformerBlock",
+    "unet",
+]

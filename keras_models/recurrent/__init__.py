@@ -1,6 +1,7 @@
-"""Recurrent networks: sequence classifiers (many-to-one), taggers (many-to-many) and language models
-(one-to-many), built from SimpleRNN, LSTM or GRU layers, and `Forecaster`, a time-series forecaster
-with statsmodels' `forecast(steps)` contract.
+"""Recurrent networks: sequence classifiers (many-to-one), taggers (many-to-many), language models
+(one-to-many) and encoder-decoders with attention (many-to-many, unaligned), built from SimpleRNN,
+LSTM or GRU layers, and `Forecaster`, a time-series forecaster with statsmodels' `forecast(steps)`
+contract.
 
     >>> import keras_models
     >>> model = keras_models.build("rnn_classifier", vocab_size=20000, num_classes=2, cell="gru")
@@ -22,13 +23,17 @@ from keras_models.recurrent.language_model import (
 )
 from keras_models.recurrent.forecaster import Forecaster
 from keras_models.recurrent.models import rnn_classifier, rnn_tagger
+from keras_models.recurrent.seq2seq import RNNSeq2Seq, rnn_seq2seq, teacher_forcing_pairs
 
 __all__ = [
     "Forecaster",
     "RNNLanguageModel",
+    "RNNSeq2Seq",
     "language_model_loss",
     "next_token_pairs",
     "rnn_classifier",
     "rnn_language_model",
+    "rnn_seq2seq",
     "rnn_tagger",
+    "teacher_forcing_pairs",
 ]

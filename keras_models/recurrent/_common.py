@@ -17,6 +17,9 @@ import math
 import keras
 import numpy as np
 
+# The family's builders import these from here.
+from keras_models.checks import check_positive_int, check_rate, check_token_ids  # noqa: F401
+
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
@@ -40,21 +43,6 @@ CELLS = {
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_positive_int(value, what: str) -> int:
-    """`value` as an int if it is a positive integer, else a `ValueError` naming `what`."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{what} must be a positive integer; got {what}={value!r}.")
-    return int(value)
-
-
-def check_rate(value, what: str) -> float:
-    """`value` as a float if it lies in [0, 1), else a `ValueError` naming `what`."""
-    valid = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not valid or not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{what} must be a number in [0, 1); got {what}={value!r}.")
-    return float(value)
 
 
 def check_name(name) -> str:
@@ -165,20 +153,3 @@ def recurrent_stack(x, *, cell, units, num_layers, dropout, recurrent_dropout, b
         states = None if initial_states is None else list(initial_states[index])
         x = layer(x, initial_state=states, mask=mask)
     return x
-
-
-def check_token_ids(token_ids, vocab_size, what="token_ids"):
-    """`token_ids` as an int32 numpy array `(batch, steps)` of ids in `[0, vocab_size)`, or a `ValueError`."""
-    array = np.asarray(token_ids)
-    if array.ndim != 2 or 0 in array.shape:
-        raise ValueError(f"{what} must be a non-empty 2-D array (batch, steps) of token ids; got shape {array.shape}.")
-    if not np.issubdtype(array.dtype, np.integer):
-        whole = np.issubdtype(array.dtype, np.number) and np.isfinite(array).all() and (array == np.round(array)).all()
-        if not whole:
-            raise ValueError(f"{what} must hold integer token ids; got dtype {array.dtype}.")
-    low, high = array.min(), array.max()
-    if low < 0 or high >= vocab_size:
-        raise ValueError(
-            f"{what} must lie in [0, {vocab_size}) (vocab_size={vocab_size}); got ids from {low} to {high}."
-        )
-    return array.astype(np.int32)

@@ -12,7 +12,6 @@ the prefix is never re-read; `keras_models.sampling.decode` chooses the tokens.
 
 from __future__ import annotations
 
-import contextlib
 
 import keras
 import numpy as np
@@ -28,7 +27,8 @@ from keras_models.recurrent._common import (
     recurrent_stack,
 )
 from keras_models.registry import register_model
-from keras_models.sampling import check_sampling, decode
+from keras_models.sampling import check_sampling, decode, no_gradients
+from keras_models.text import PreprocessorMixin
 from keras_models.training import compile_model
 
 PADDING_ID = 0
@@ -53,17 +53,8 @@ def _initial_state_name(name, cell, index, state):
     return f"{layer_name(name, cell, index)}_initial_{state}"
 
 
-def _no_gradients():
-    """Generation records no gradients (PyTorch would keep a graph over every generated step)."""
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
-
-
 @keras.saving.register_keras_serializable(package="keras_models")
-class RNNLanguageModel(CheckedModel):
+class RNNLanguageModel(PreprocessorMixin, CheckedModel):
     """A recurrent language model (a functional `keras.Model`) with `generate`.
 
     Called on token ids `(batch, steps)` (and, with `condition_dim`, a condition `(batch,
@@ -82,8 +73,9 @@ class RNNLanguageModel(CheckedModel):
         recurrent_dropout: dropout rate on the recurrent state of every layer.
         condition_dim: the width of a conditioning vector mapped (Dense, tanh) to every layer's initial
             states; `None` for an unconditioned model (initial states are zeros).
-        sequence_length: a fixed number of steps, which TFLite and ONNX export need (recurrent layers
-            export unrolled); `None` takes any length, and `generate` works either way.
+        sequence_length: a fixed number of steps, which a whole-sequence TFLite export needs (TFLite
+            unrolls recurrent layers; ONNX writes its own recurrent operators over any length);
+            `None` takes any length, and `generate` and the generation export work either way.
         name: the model name and the prefix of every layer name.
     """
 
@@ -128,7 +120,7 @@ class RNNLanguageModel(CheckedModel):
         self.sequence_length = None if sequence_length is None else int(sequence_length)
 
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "vocab_size": self.vocab_size,
@@ -141,10 +133,12 @@ class RNNLanguageModel(CheckedModel):
             "condition_dim": self.condition_dim,
             "sequence_length": self.sequence_length,
         }
+        return self.with_preprocessor_config(config)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config, preprocessor = cls.split_preprocessor_config(config)
+        return cls.restore_preprocessor(cls(**config), preprocessor)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         tokens = x[0] if isinstance(x, (list, tuple)) else x
@@ -204,13 +198,45 @@ class RNNLanguageModel(CheckedModel):
             new_state.append([keras.ops.where(real, new, old) for new, old in zip(updated, layer_states)])
         return self.get_layer(self.name + "_logits")(x), new_state
 
-    def _generation_step(self, tokens, state):
-        logits, state = self.decode_step(tokens, state)
-        padding = keras.ops.full((keras.ops.shape(logits)[0], 1), -np.inf, dtype=self.compute_dtype)
-        return keras.ops.concatenate([padding, logits[:, 1:]], axis=1), state  # never generate padding
+    # -- the generation contract shared by the library's sequence models (export reads it) ------------
+
+    @property
+    def generation_source(self):
+        """What `generation_start`'s `source` is: the conditioning vector, or nothing."""
+        return None if self.condition_dim is None else "features"
+
+    @property
+    def generation_source_shape(self):
+        """The source's shape without the batch axis: `(condition_dim,)`, or `None` without a source."""
+        return None if self.condition_dim is None else (self.condition_dim,)
+
+    stop_token_ids = ()
+
+    def generation_start(self, batch_size, max_length=None, source=None):
+        """The flat list of states before the first token (`h`, then `c` for an LSTM, layer by layer),
+        each `(batch_size, units)`: zeros, or mapped from the condition `source`. `max_length` does not
+        change a recurrent state's size."""
+        if self.condition_dim is None:
+            if source is not None:
+                raise ValueError(f"{self.name!r} was built without condition_dim; got a condition.")
+            zeros = keras.ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
+            return [zeros for _ in range(self.num_layers) for _ in CELLS[self.cell].states]
+        if source is None:
+            raise ValueError(f"{self.name!r} is conditioned (condition_dim={self.condition_dim}): pass condition=.")
+        return [self.get_layer(_initial_state_name(self.name, self.cell, index, state))(source)
+                for index in range(self.num_layers) for state in CELLS[self.cell].states]
+
+    def generation_step(self, tokens, state):
+        """`decode_step` on the flat state of `generation_start`, with the padding id ruled out (-inf)."""
+        width = len(CELLS[self.cell].states)
+        nested = [list(state[index * width:(index + 1) * width]) for index in range(self.num_layers)]
+        logits, nested = self.decode_step(tokens, nested)
+        padding = keras.ops.full((keras.ops.shape(logits)[0], 1), -np.inf, dtype=logits.dtype)
+        logits = keras.ops.concatenate([padding, logits[:, 1:]], axis=1)  # never generate padding
+        return logits, [value for layer in nested for value in layer]
 
     def generate(self, token_ids, max_length, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
-                 beam_width=4, seed=None, condition=None):
+                 beam_width=4, seed=None, condition=None, stop_token_ids=None):
         """Extends every prompt to `max_length` tokens.
 
         Prompts share one length. A shorter prompt is padded on the left with 0: padding steps leave the
@@ -227,6 +253,7 @@ class RNNLanguageModel(CheckedModel):
             beam_width: beams of `"beam"`.
             seed: the same seed gives the same tokens.
             condition: `(batch, condition_dim)`, required exactly when the model is conditioned.
+            stop_token_ids: ids that end a row; the rest of the row is then padding (0).
 
         Returns:
             int32 numpy `(batch, max_length)`: the prompts and the generated ids (never 0).
@@ -239,10 +266,12 @@ class RNNLanguageModel(CheckedModel):
                 f"token_ids rows {rows} end with the padding id 0; pad shorter prompts on the left, so that "
                 "every prompt ends with a real token."
             )
-        with _no_gradients():
-            state = self.initial_state(len(tokens), condition)
-            return decode(self._generation_step, tokens, state, max_length, sampler=sampler,
-                          temperature=temperature, top_k=top_k, top_p=top_p, beam_width=beam_width, seed=seed)
+        with no_gradients():
+            nested = self.initial_state(len(tokens), condition)  # checks the condition
+            state = [value for layer in nested for value in layer]
+            return decode(self.generation_step, tokens, state, max_length, sampler=sampler,
+                          temperature=temperature, top_k=top_k, top_p=top_p, beam_width=beam_width, seed=seed,
+                          stop_token_ids=stop_token_ids)
 
 
 @register_model("rnn_language_model", family="recurrent",

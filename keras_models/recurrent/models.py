@@ -31,7 +31,8 @@ _DOC = """{summary}
 
     Args:
         input_shape: `(steps,)` for token ids, `(steps, features)` for features; `steps` may be `None`
-            (any length; an export then needs a fixed one, see `export.to_tflite`). `None` means
+            (any length: ONNX export keeps it dynamic, TFLite export needs a fixed one, see
+            `export.to_tflite`). `None` means
             `(None,)` for token ids and `(None, 1)` for features.
         num_classes: output units (1 for a binary sigmoid or a single regression target).
         head: `"softmax"`, `"sigmoid"` or `"linear"` (a value).

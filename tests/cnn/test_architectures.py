@@ -52,6 +52,8 @@ def test_published_counts_without_keras_reference():
     assert keras_models.build("lenet5", compile=False).count_params() == 61_706
     # Single-tower AlexNet at 227x227: the 62.4M usually quoted for the network.
     assert keras_models.build("alexnet", compile=False).count_params() == 62_378_344
+    # The paper's two towers (grouped conv2, conv4, conv5): 60,965,224, the two-tower network's count.
+    assert keras_models.build("alexnet", towers=2, compile=False).count_params() == 60_965_224
     # ResNet-18/34 as in the paper (with conv biases, as keras.applications' v1 ResNets).
     resnet18 = keras_models.build("resnet18", compile=False)
     assert resnet18.get_layer("resnet18_conv5_block2_out").output.shape == (None, 7, 7, 512)

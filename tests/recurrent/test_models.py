@@ -357,7 +357,7 @@ def test_fit_refuses_token_ids_outside_the_vocabulary():
 
 def test_every_registered_recurrent_model_is_checked():
     names = {info.name for info in keras_models.list_models(family="recurrent")}
-    assert names == {"rnn_classifier", "rnn_tagger", "rnn_language_model"}
+    assert names == {"rnn_classifier", "rnn_tagger", "rnn_language_model", "rnn_seq2seq"}  # seq2seq: test_seq2seq.py
 
 
 # -- other backends: the same tokens from a model saved under TensorFlow ------------------------------

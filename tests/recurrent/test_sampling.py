@@ -203,8 +203,82 @@ def test_ruled_out_tokens_are_never_chosen():
         assert not (result[:, 1:] == 0).any()
 
 
+def _stopping_reference(model, prompts, max_length, stop, pad_id):
+    """Greedy decoding written out row by row: argmax until a stop id, then `pad_id`."""
+    rows = []
+    for prompt in prompts:
+        state, sequence = model.initial(1), list(prompt)
+        for token in prompt:
+            logits, state = model(np.array([token], np.int32), state)
+        while len(sequence) < max_length:
+            token = int(np.argmax(logits[0]))
+            sequence.append(token)
+            if token in stop:
+                break
+            logits, state = model(np.array([token], np.int32), state)
+        rows.append(sequence + [pad_id] * (max_length - len(sequence)))
+    return np.array(rows)
+
+
+def test_greedy_rows_stop_at_a_stop_id_and_are_padded_after_it():
+    prompts, stop = _prompts(batch=8), [3, 5]
+    result = _decode(ToyRNN(), prompts, 16, stop_token_ids=stop, pad_id=6)
+    expected = _stopping_reference(ToyRNN(), prompts, 16, stop, 6)
+    np.testing.assert_array_equal(result, expected)
+    stopped = [row for row in expected if np.isin(row[3:], stop).any()]
+    assert stopped and any(row[-1] == 6 for row in stopped)  # the case is exercised, not vacuous
+
+
+def test_generation_ends_early_when_every_row_stopped():
+    calls = []
+
+    def step(tokens, state):
+        calls.append(tokens.copy())
+        logits = np.zeros((len(tokens), 4))
+        logits[:, 2] = 1.0  # always the stop id
+        return logits, state
+
+    result = sampling.decode(step, np.ones((3, 2), np.int32), None, 10, stop_token_ids=(2,))
+    np.testing.assert_array_equal(result, [[1, 1, 2] + [0] * 7] * 3)
+    assert len(calls) == 2  # the prompt only: no step after every row has stopped
+
+
+def test_a_finished_beam_keeps_its_score_and_is_padded():
+    # After token 1: stop (2) with 0.5, or token 3 with 0.5 followed by certain-looking but costly
+    # steps (each 0.6). Stopping scores 0.5; continuing scores 0.5 * 0.6 ** k: the stopped beam wins.
+    table = {1: [0.0, 0.0, 0.5, 0.5], 3: [0.0, 0.0, 0.4, 0.6]}
+
+    def step(tokens, state):
+        with np.errstate(divide="ignore"):
+            return np.log(np.array([table.get(int(t), table[3]) for t in tokens])), state
+
+    result = sampling.decode(step, np.array([[1]], np.int32), None, 6, sampler="beam", beam_width=3,
+                             stop_token_ids=[2])
+    assert result.tolist() == [[1, 2, 0, 0, 0, 0]]
+
+
+def test_prefill_replaces_the_prompt_steps_and_gives_the_same_tokens():
+    prompts = _prompts(batch=5, length=4)
+    reference = _decode(ToyRNN(), prompts, 12)
+    model, prefills = ToyRNN(), []
+
+    def prefill(tokens, state):
+        prefills.append(tokens.copy())
+        for position in range(tokens.shape[1]):
+            logits, state = model(tokens[:, position], state)
+        return logits, state
+
+    result = sampling.decode(model, prompts, model.initial(5), 12, prefill=prefill)
+    np.testing.assert_array_equal(result, reference)
+    assert len(prefills) == 1 and np.array_equal(prefills[0], prompts)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"sampler": "random"}, "sampler must be one of"),
+    ({"stop_token_ids": 3}, "stop_token_ids must be a list or tuple of non-negative integer ids, or None; got 3"),
+    ({"stop_token_ids": [1, -2]}, "stop_token_ids must be"),
+    ({"pad_id": -1}, "pad_id must be a non-negative integer; got pad_id=-1"),
+    ({"prefill": 5}, "prefill must be callable"),
     ({"temperature": 0.0}, "temperature must be a finite number above 0; got temperature=0.0"),
     ({"temperature": float("nan")}, "temperature must be"),
     ({"sampler": "top_k"}, "sampler='top_k' needs top_k"),

@@ -2,7 +2,7 @@
 
     python benchmarks/gpt_quality.py                     # character and BPE models, quality and time
     python benchmarks/gpt_quality.py --corpora char      # the character model only
-    python benchmarks/gpt_quality.py --quick             # a tiny run that checks the script (about a minute)
+    python benchmarks/gpt_quality.py --quick             # a tiny run that checks the script (1-2 minutes)
     python benchmarks/gpt_quality.py --timing --steps 20 --repeats 5    # seconds per step only
 
 Text: the English help topics that ship with Python (`pydoc_data.topics`), the topic texts joined by
@@ -12,7 +12,9 @@ on the training text alone with `keras_models.text`: `CharacterTokenizer` (one t
 `BytePairTokenizer` (byte-level BPE, `--bpe-vocabulary` tokens).
 
 Models, all trained on the same batches (windows of `--context + 1` tokens at offsets drawn once with
-seed 0) for the same number of steps:
+seed 0) for the same number of steps. The default size is nanoGPT's CPU recipe (4 layers, 4 heads,
+width 128, context 64, batch 12, AdamW 1e-3 with betas 0.9 and 0.99, weight decay 0.1, cosine decay to
+a tenth), trained for 150 steps (its recipe takes 2,000: `--steps 2000`):
 
 - `keras`: `keras_models.build("gpt_causal_lm", ...)`, trained with `fit` on Keras' `--keras-backend`
   (PyTorch by default, the backend README recommends for training on a CPU).
@@ -58,7 +60,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 COMMAND = "python benchmarks/gpt_quality.py"
 PROMPT = "The "
-WORKERS = {"keras": "Keras gpt_causal_lm", "torch": "PyTorch GPT (written here)", "lstm": "Keras rnn_language_model (LSTM)"}
+WORKERS = {"keras": "Keras gpt_causal_lm", "torch": "PyTorch GPT (written here)",
+           "lstm": "Keras rnn_language_model (LSTM)"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -100,7 +103,8 @@ def prepare(level, args, directory):
     path = os.path.join(directory, f"{level}.npz")
     np.savez(path, train=train, valid_windows=valid_windows, batch_starts=batch_starts,
              prompt=np.asarray([tokenizer.encode(PROMPT)], dtype=np.int32))
-    facts = {"level": level, "prompt_length": len(tokenizer.encode(PROMPT)), "characters": len(text), "topics": topic_count, "split": split,
+    facts = {"level": level, "prompt_length": len(tokenizer.encode(PROMPT)), "characters": len(text),
+             "topics": topic_count, "split": split,
              "vocabulary_size": tokenizer.vocabulary_size, "train_tokens": len(train), "valid_tokens": len(valid),
              "valid_windows": len(starts), "target_tokens": len(starts) * context,
              "target_characters": target_characters, "data": path}
@@ -424,7 +428,8 @@ def model_config(args, facts, directory):
     return {"level": facts["level"], "data": facts["data"], "vocabulary_size": facts["vocabulary_size"],
             "layers": args.layers, "heads": args.heads, "width": args.width, "context": args.context,
             "batch": args.batch, "learning_rate": args.learning_rate, "betas": args.betas,
-            "weight_decay": args.weight_decay, "warmup_steps": args.warmup, "decay_steps": max(1, args.steps - args.warmup),
+            "weight_decay": args.weight_decay, "warmup_steps": args.warmup,
+            "decay_steps": max(1, args.steps - args.warmup),
             "seed": 0, "jit_compile": args.jit_compile, "sample_length": args.sample_length,
             "lstm_units": args.lstm_units, "lstm_embedding": args.lstm_embedding,
             "lstm_learning_rate": args.lstm_learning_rate,
@@ -583,7 +588,8 @@ def main(argv=None):
             if args.timing:
                 runs[level] = run_timing(level, args, directory, log)
                 log(f"\n{level}: median s/step over {args.repeats} rounds of {args.steps} steps, load "
-                    f"{min(runs[level]['loads']):.2f}-{max(runs[level]['loads']):.2f}")
+                    f"{min(runs[level]['loads']):.2f}-{max(runs[level]['loads']):.2f}\n")
+                log("| model | s/step (median) | min-max |\n|---|---|---|")
                 for kind, r in runs[level]["results"].items():
                     log(f"| {r['what']} | {r['median']:.3f} | "
                         f"{min(r['seconds_per_step']):.3f}-{max(r['seconds_per_step']):.3f} |")

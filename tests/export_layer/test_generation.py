@@ -214,7 +214,7 @@ def test_exported_encoder_decoder_generates_like_keras_from_its_start_token(kind
         export.generate(path, source=sources[:, :5])
 
 
-@pytest.mark.parametrize("kind", ["tflite", "onnx"])
+@pytest.mark.parametrize("kind", ["tflite", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_exported_gpt_generates_like_keras_with_its_kv_cache_as_inputs_and_outputs(kind, tmp_path):
     keras.utils.set_random_seed(6)
     model = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=16,

@@ -14,12 +14,8 @@ the load average is printed before and after: publish only a run on a quiet mach
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import os
 import platform
-import tempfile
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,7 +25,7 @@ import numpy as np  # noqa: E402
 import export  # noqa: E402
 import keras_models  # noqa: E402
 from export_latency import time_ms  # noqa: E402 - interleaved rounds, medians
-from streaming_latency import litert_step, onnx_step  # noqa: E402 - one call of a signature or session
+from streaming_latency import litert_step, onnx_step, run  # noqa: E402 - step runners, the command line
 
 COMMAND = "python benchmarks/gpt_latency.py"
 SIZES = {
@@ -116,20 +112,7 @@ def render(rows, repeats, threads, date, loads):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--date", default=datetime.date.today().isoformat())
-    parser.add_argument("--output", type=Path)
-    args = parser.parse_args(argv)
-    before = tuple(round(v, 2) for v in os.getloadavg())
-    with tempfile.TemporaryDirectory() as folder:
-        rows = measure(Path(folder), args.repeats, args.threads)
-    after = tuple(round(v, 2) for v in os.getloadavg())
-    text = render(rows, args.repeats, args.threads, args.date, (before, after))
-    print(text)
-    if args.output:
-        args.output.write_text(text)
+    run(__doc__.splitlines()[0], measure, render, argv)
 
 
 if __name__ == "__main__":

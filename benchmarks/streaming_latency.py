@@ -158,8 +158,11 @@ def render(rows, repeats, threads, date, loads):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(description, measure, render, argv=None):
+    """The command line both latency scripts share: `--repeats`, `--threads`, `--date`, `--output`;
+    `measure(folder, repeats, threads)` in a temporary folder with the load average read before and
+    after, `render(rows, repeats, threads, date, loads)` printed and written to `--output`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--date", default=datetime.date.today().isoformat())
@@ -167,13 +170,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     before = tuple(round(v, 2) for v in os.getloadavg())
     with tempfile.TemporaryDirectory() as folder:
-        rows = streaming_rows(Path(folder), args.repeats, args.threads)
-        rows += generation_rows(Path(folder), args.repeats, args.threads)
+        rows = measure(Path(folder), args.repeats, args.threads)
     after = tuple(round(v, 2) for v in os.getloadavg())
     text = render(rows, args.repeats, args.threads, args.date, (before, after))
     print(text)
     if args.output:
         args.output.write_text(text)
+
+
+def main(argv=None):
+    def measure(folder, repeats, threads):
+        return streaming_rows(folder, repeats, threads) + generation_rows(folder, repeats, threads)
+
+    run(__doc__.splitlines()[0], measure, render, argv)
 
 
 if __name__ == "__main__":

@@ -336,6 +336,21 @@ def trace(model, specs):
     return fn, concrete, [l.name for l in recurrent]
 
 
+def loadable_onnx(proto, what: str) -> bytes:
+    """`proto` serialized, after the ONNX checker and onnxruntime have both accepted it; else an
+    `ExportError` saying that `what` (e.g. "the ONNX graph of 'model'") does not load."""
+    import onnx
+    import onnxruntime
+
+    content = proto.SerializeToString()
+    try:
+        onnx.checker.check_model(proto)
+        onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise ExportError(f"{what[0].upper()}{what[1:]} does not load in onnxruntime: {error}") from error
+    return content
+
+
 def write_tokenizer_beside(model, path, report):
     """Writes the tokenizer a language model carries (`model.preprocessor`) beside its exported file,
     as `<stem>.tokenizer.json` in the `tokenizers` library's format, and lists it in `report`: the

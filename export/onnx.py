@@ -19,6 +19,7 @@ from export._common import (
     serving_function,
     undefined_time_axis_error,
     write_tokenizer_beside,
+    loadable_onnx,
 )
 from export.layout import channels_last_model
 from export.onnx_recurrent import export_native
@@ -193,8 +194,6 @@ def to_onnx(
     Returns:
         An `ExportReport` (with `generation=True`, of the decode part; `files` lists every file).
     """
-    import onnx
-    import onnxruntime
     import tf2onnx
 
     opset = DEFAULT_OPSET if opset is None else opset
@@ -240,12 +239,7 @@ def to_onnx(
             raise ExportError(f"ONNX conversion of {model.name!r} failed: {plain_message(error)}") from error
     if step is not None:
         _rename_values(model_proto.graph, step.input_names, step.output_names)
-    content = model_proto.SerializeToString()
-    try:
-        onnx.checker.check_model(model_proto)
-        onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
-    except Exception as error:
-        raise ExportError(f"The ONNX graph of {model.name!r} does not load in onnxruntime: {error}") from error
+    content = loadable_onnx(model_proto, f"the ONNX graph of {model.name!r}")
     with atomic_write(path) as tmp:
         tmp.write_bytes(content)
     report = describe_onnx(model_proto, path, len(content))
@@ -265,8 +259,6 @@ def _generation_onnx(model, path, max_length, opset, batch_size, streaming, inpu
     """`to_onnx(..., generation=True)`: one file per part beside `path` (see `export.generation`)."""
     import json
 
-    import onnx
-    import onnxruntime
     import tf2onnx
 
     from export import generation
@@ -291,17 +283,12 @@ def _generation_onnx(model, path, max_length, opset, batch_size, streaming, inpu
             ) from error
         _rename_values(proto.graph, part.input_names, part.output_names)
         proto.metadata_props.add(key=generation.METADATA_KEY, value=meta)
-        try:
-            onnx.checker.check_model(proto)
-            onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        except Exception as error:
-            raise ExportError(f"The {part.name} part of {model.name!r} does not load in onnxruntime: {error}") from error
-        protos[part.name] = proto
-    for name, proto in protos.items():
+        protos[part.name] = proto, loadable_onnx(proto, f"the {part.name} part of {model.name!r}")
+    for name, (_, content) in protos.items():
         with atomic_write(targets[name]) as tmp:
-            tmp.write_bytes(proto.SerializeToString())
-    decode = protos["decode"]
-    report = describe_onnx(decode, targets["decode"], decode.ByteSize())
+            tmp.write_bytes(content)
+    decode, content = protos["decode"]
+    report = describe_onnx(decode, targets["decode"], len(content))
     report.files = [targets[name] for name in protos]
     report.notes.append(f"opset {opset}")
     report.notes.append("generation parts (one file each): " + "; ".join(

@@ -751,10 +751,7 @@ def export_native(model, path, *, recurrent, streaming, opset, batch_size, input
     not (the unrolled export then needs a fixed sequence length: without one this raises, naming the
     layer that does not map). `"native"` raises `ExportError` naming that layer.
     """
-    import onnx
-    import onnxruntime
-
-    from export._common import atomic_write
+    from export._common import atomic_write, loadable_onnx
     from export.onnx import describe_onnx
 
     check_recurrent_mode(recurrent, streaming)
@@ -781,12 +778,7 @@ def export_native(model, path, *, recurrent, streaming, opset, batch_size, input
                 "keras.Input((steps, features)), or pass input_signature with one."
             ) from None
         return NativeExport(notes=[f"native ONNX recurrent operators not used: {error}"])
-    content = proto.SerializeToString()
-    try:
-        onnx.checker.check_model(proto)
-        onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
-    except Exception as error:
-        raise ExportError(f"The ONNX graph of {model.name!r} does not load in onnxruntime: {error}") from error
+    content = loadable_onnx(proto, f"the ONNX graph of {model.name!r}")
     with atomic_write(path) as tmp:
         tmp.write_bytes(content)
     report = describe_onnx(proto, path, len(content))

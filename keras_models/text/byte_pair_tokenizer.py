@@ -13,7 +13,7 @@ import keras
 import tokenizers
 from tokenizers import decoders, pre_tokenizers, trainers
 
-from keras_models.text.tokenizer import Tokenizer, is_int, check_special_tokens, check_texts, merges_of
+from keras_models.text.tokenizer import Tokenizer, check_special_tokens, is_int, merges_of
 
 # The 256 characters that stand for the bytes of UTF-8 (GPT-2's printable mapping).
 BYTE_ALPHABET = tuple(sorted(pre_tokenizers.ByteLevel.alphabet()))
@@ -91,10 +91,7 @@ class BytePairTokenizer(Tokenizer):
         Returns:
             A `BytePairTokenizer`.
         """
-        batch, _ = check_texts(texts)
-        if not any(batch):
-            raise ValueError("texts must hold some text to learn from; got no text or only empty strings.")
-        special_tokens = check_special_tokens(special_tokens, cls.reserved_tokens)
+        batch, special_tokens = cls.check_training_input(texts, special_tokens)
         smallest = len(cls.reserved_tokens) + len(special_tokens) + len(BYTE_ALPHABET)
         if not is_int(vocabulary_size) or vocabulary_size < smallest:
             raise ValueError(

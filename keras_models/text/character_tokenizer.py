@@ -15,7 +15,6 @@ from keras_models.text.tokenizer import (
     Tokenizer,
     is_int,
     check_special_tokens,
-    check_texts,
 )
 
 UNKNOWN_TOKEN = "<unk>"
@@ -71,10 +70,7 @@ class CharacterTokenizer(Tokenizer):
         Returns:
             A `CharacterTokenizer`.
         """
-        batch, _ = check_texts(texts)
-        if not any(batch):
-            raise ValueError("texts must hold some text to learn from; got no text or only empty strings.")
-        special_tokens = check_special_tokens(special_tokens, cls.reserved_tokens)
+        batch, special_tokens = cls.check_training_input(texts, special_tokens)
         head = [*cls.reserved_tokens, *special_tokens]
         if vocabulary_size is not None and (not is_int(vocabulary_size) or vocabulary_size <= len(head)):
             raise ValueError(

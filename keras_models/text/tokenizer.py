@@ -115,6 +115,15 @@ class Tokenizer:
         self._ids = {token: index for index, token in enumerate(self._vocabulary)}
         self._special_tokens = list(special_tokens)
 
+    @classmethod
+    def check_training_input(cls, texts, special_tokens) -> tuple[list[str], list[str]]:
+        """`(texts as a list, special tokens checked)` for `train`, or a `ValueError` when there is no
+        text to learn from."""
+        batch, _ = check_texts(texts)
+        if not any(batch):
+            raise ValueError("texts must hold some text to learn from; got no text or only empty strings.")
+        return batch, check_special_tokens(special_tokens, cls.reserved_tokens)
+
     @staticmethod
     def check_vocabulary(vocabulary, reserved: tuple[str, ...], special_tokens: list[str]) -> list[str]:
         """`vocabulary` (tokens in id order) checked: strings, distinct, reserved then special tokens first."""

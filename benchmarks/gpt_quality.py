@@ -4,10 +4,12 @@
     python benchmarks/gpt_quality.py --corpora char      # the character model only
     python benchmarks/gpt_quality.py --quick             # a tiny run that checks the script (1-2 minutes)
     python benchmarks/gpt_quality.py --timing --steps 20 --repeats 5    # seconds per step only
+    python benchmarks/gpt_quality.py --text source       # on the standard library's source code
 
-Text: the English help topics that ship with Python (`pydoc_data.topics`), the topic texts joined by
-newlines in the order of their names (as `recurrent_quality.py charlm` reads them); the first 90% of
-the characters is the training text, the last 10% the validation text. Two tokenizations, both trained
+Text (`--text`): `help`, the English help topics that ship with Python (`pydoc_data.topics`), the topic
+texts joined by newlines in the order of their names (as `recurrent_quality.py charlm` reads them); or
+`source`, the standard library's top-level modules (`<stdlib>/*.py`) joined in file-name order. The
+first 90% of the characters is the training text, the last 10% the validation text. Two tokenizations, both trained
 on the training text alone with `keras_models.text`: `CharacterTokenizer` (one token per character) and
 `BytePairTokenizer` (byte-level BPE, `--bpe-vocabulary` tokens).
 
@@ -76,6 +78,24 @@ def help_text():
     return text, int(len(text) * 0.9), len(topics)
 
 
+def source_text():
+    """The standard library's top-level modules (`<stdlib>/*.py`) of this Python joined by newlines in
+    file-name order, and the 90% split point (the validation text is the last modules, never trained on)."""
+    import glob
+    import sysconfig
+
+    paths = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+    texts = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            texts.append(handle.read())
+    text = "\n".join(texts)
+    return text, int(len(text) * 0.9), len(paths)
+
+
+TEXTS = {"help": help_text, "source": source_text}
+
+
 def train_tokenizer(level, train_text, bpe_vocabulary):
     from keras_models.text import BytePairTokenizer, CharacterTokenizer
 
@@ -88,7 +108,7 @@ def prepare(level, args, directory):
     """Tokenizes the text, draws the batches and writes what the workers read; returns facts and the tokenizer."""
     import numpy as np
 
-    text, split, topic_count = help_text()
+    text, split, topic_count = TEXTS[args.text]()
     tokenizer = train_tokenizer(level, text[:split], args.bpe_vocabulary)
     train = np.asarray(tokenizer.encode(text[:split]), dtype=np.int32)
     valid = np.asarray(tokenizer.encode(text[split:]), dtype=np.int32)
@@ -104,7 +124,7 @@ def prepare(level, args, directory):
     np.savez(path, train=train, valid_windows=valid_windows, batch_starts=batch_starts,
              prompt=np.asarray([tokenizer.encode(PROMPT)], dtype=np.int32))
     facts = {"level": level, "prompt_length": len(tokenizer.encode(PROMPT)), "characters": len(text),
-             "topics": topic_count, "split": split,
+             "text": args.text, "documents": topic_count, "split": split,
              "vocabulary_size": tokenizer.vocabulary_size, "train_tokens": len(train), "valid_tokens": len(valid),
              "valid_windows": len(starts), "target_tokens": len(starts) * context,
              "target_characters": target_characters, "data": path}
@@ -528,6 +548,8 @@ def report_quality(level, run, args, log):
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", nargs="+", choices=("char", "bpe"), default=["char", "bpe"])
+    parser.add_argument("--text", choices=tuple(TEXTS), default="help",
+                        help="help: pydoc_data.topics (English prose); source: the standard library's modules")
     parser.add_argument("--models", nargs="+", choices=tuple(WORKERS), default=list(WORKERS))
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps (per round with --timing)")
     parser.add_argument("--evals", type=int, default=3, help="validation points over the steps")

@@ -311,6 +311,14 @@ def pad(sequences, length):
     return array
 
 
+def g2p_split(count):
+    """The split of `count` words by a seeded permutation (seed 0): train (90%), validation and test
+    (5% each) indices."""
+    order = np.random.default_rng(0).permutation(count)
+    cut_train, cut_valid = int(count * 0.9), int(count * 0.95)
+    return order[:cut_train], order[cut_train:cut_valid], order[cut_valid:]
+
+
 def g2p(args, log):
     log(f"\n### g2p\n\n{header('g2p', args.argv)}\n")
     if "rnn_seq2seq" not in {info.name for info in keras_models.list_models("recurrent")}:
@@ -322,9 +330,7 @@ def g2p(args, log):
     phonemes = sorted({phone for pronunciation in phones for phone in pronunciation})
     source_index = {char: i + 1 for i, char in enumerate(letters)}  # 0 is padding
     target_index = {phone: i + 3 for i, phone in enumerate(phonemes)}  # 0 padding, 1 start, 2 end (rnn_seq2seq)
-    order = np.random.default_rng(0).permutation(len(words))
-    cut_train, cut_valid = int(len(words) * 0.9), int(len(words) * 0.95)
-    parts = {"train": order[:cut_train], "validation": order[cut_train:cut_valid], "test": order[cut_valid:]}
+    parts = dict(zip(("train", "validation", "test"), g2p_split(len(words))))
     source_length = max(len(word) for word in words)
     target_length = max(len(p) for p in phones)
 

@@ -6,6 +6,7 @@
     >>> export.verify(model, "model.tflite", x).max_abs
     >>> export.to_tflite(language_model, "lm.tflite", generation=True, max_length=64)
     >>> export.generate("lm.tflite", prompts)
+    >>> export.save_denoiser(diffusion_model, "denoiser.tflite")     # then export.diffusion.sample(...)
 
 This package sits above `keras_models`: it may import it, never the reverse. Its names load on first
 use (PEP 562), so `export.cli` and `export.tour_cases` start without importing TensorFlow.
@@ -27,6 +28,8 @@ _NAMES = {
     "QUANTIZATIONS": "export.tflite",
     "to_tflite": "export.tflite",
     "generate": "export.generation",
+    "save_denoiser": "export.diffusion",
+    "load_denoiser": "export.diffusion",
     "VerifyResult": "export.verification",
     "inspect": "export.verification",
     "run_artifact": "export.verification",
@@ -56,7 +59,9 @@ __all__ = [
     "VerifyResult",
     "generate",
     "inspect",
+    "load_denoiser",
     "run_artifact",
+    "save_denoiser",
     "to_onnx",
     "to_tflite",
     "verify",

@@ -165,7 +165,12 @@ class CheckedModel(keras.Model):
     are those of a plain functional model.
     """
 
+    def check_inputs(self, x, y):
+        """The model's own checks of `fit` and `evaluate` inputs (shapes, token id ranges), run before
+        the shared ones; a subclass overrides it. None by default."""
+
     def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_inputs(x, y)
         check_training_data(self, x, y)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
@@ -173,6 +178,7 @@ class CheckedModel(keras.Model):
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_inputs(x, y)
         check_training_data(self, x, y)
         return super().evaluate(x, y, *args, **kwargs)
 
@@ -232,3 +238,17 @@ def check_choice(value, choices, what: str):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{what} must be one of {tuple(choices)}; got {what}={value!r}.")
     return value
+
+
+def check_special_ids(start_id, end_id, vocabulary_size, size_name="vocabulary_size"):
+    """A `ValueError` unless `start_id` and `end_id` are two different token ids in `[1,
+    vocabulary_size)` (0 is padding); `size_name` names the model's vocabulary argument."""
+    for what, value in (("start_id", start_id), ("end_id", end_id)):
+        valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if not valid or not 0 < value < vocabulary_size:
+            raise ValueError(
+                f"{what} must be a token id in [1, {vocabulary_size}) (0 is padding; {size_name}="
+                f"{vocabulary_size}); got {what}={value!r}."
+            )
+    if start_id == end_id:
+        raise ValueError(f"start_id and end_id must differ; got start_id=end_id={start_id!r}.")

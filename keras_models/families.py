@@ -160,23 +160,27 @@ _FAMILY_LIST = (
     Family(
         name="likelihood",
         module="keras_models.likelihood",
-        description="Likelihood-based generative models: variational autoencoders with TFP likelihoods",
-        builds={MODEL: ("image_shape", "num_classes", "pixel_range", "latent_dim", *_MODEL_ARGUMENTS)},
+        description=("Likelihood-based generative models: variational autoencoders with TFP likelihoods, "
+                     "denoising diffusion (DDPM/DDIM)"),
+        builds={MODEL: ("image_shape", "num_classes", "pixel_range", *_MODEL_ARGUMENTS)},
         returns=(
-            "a keras.Model compiled with its negative ELBO as the loss, ready for fit(x), with elbo(), "
-            "log_likelihood() and generate()"
+            "a keras.Model compiled with its own loss, ready for fit(x) or fit(x, labels): the VAEs' negative "
+            "ELBO, with elbo(), log_likelihood() and generate(); ddpm's denoising loss, with generate() (DDIM "
+            "or DDPM, classifier-free guidance) and bits_per_dimension()"
         ),
         jit=JitDefaults(tensorflow_cpu=False),  # dense VAE: XLA x0.59 on CPU
     ),
     Family(
         name="transformer",
         module="keras_models.transformers",
-        description="Transformers: GPT-style decoders (backbone and causal language model)",
-        builds={MODEL: ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                        "max_sequence_length", "dropout", "preset", *_MODEL_ARGUMENTS)},
+        description=("Transformers: decoders (GPT), encoders (BERT, ViT) and encoder-decoders (T5, Whisper), "
+                     "each a backbone and tasks"),
+        builds={MODEL: ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "dropout", "preset",
+                        *_MODEL_ARGUMENTS)},
         returns=(
-            "gpt: the backbone, a keras.Model from token ids to hidden states; gpt_causal_lm: a keras.Model "
-            "compiled with the next-token cross-entropy, ready for fit(x, y), with generate()"
+            "backbones (gpt, bert, t5, vit, whisper): a keras.Model from inputs to hidden states, compiled "
+            "without a loss; tasks: a keras.Model compiled with its loss, ready for fit(x, y) (gpt_causal_lm, "
+            "t5_seq2seq_lm and whisper_speech_to_text with generate())"
         ),
         jit=JitDefaults(tensorflow_cpu=False),  # encoder block with dropout: XLA x0.14 on CPU
     ),

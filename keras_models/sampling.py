@@ -81,6 +81,29 @@ def check_sampling(sampler, temperature=1.0, top_k=None, top_p=None, beam_width=
         raise ValueError(f"seed must be a non-negative integer or None; got seed={seed!r}.")
 
 
+def prompt_rows(token_ids, pad_id=0):
+    """Prompts as `(tokens, lengths)`: int numpy `(batch, longest)` and each prompt's length.
+
+    `token_ids` is a 2-D array (every prompt of one length) or a list of 1-D sequences of different
+    lengths (ragged prompts), which are aligned on the left and filled with `pad_id` on the right.
+    """
+    if isinstance(token_ids, (list, tuple)) and token_ids and all(np.ndim(row) == 1 for row in token_ids):
+        rows = [np.asarray(row) for row in token_ids]
+        lengths = np.asarray([len(row) for row in rows], dtype=np.int64)
+        if lengths.min() == 0:
+            empty = np.flatnonzero(lengths == 0).tolist()
+            raise ValueError(f"token_ids rows {empty} are empty; every prompt needs at least one token.")
+        kinds = {row.dtype.kind for row in rows}
+        if not kinds <= {"i", "u"}:
+            raise ValueError(f"token_ids must hold integer token ids; got dtypes {sorted(str(r.dtype) for r in rows)}.")
+        tokens = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int64)
+        for index, row in enumerate(rows):
+            tokens[index, :len(row)] = row
+        return tokens, lengths
+    tokens = np.asarray(token_ids)
+    return tokens, np.full(tokens.shape[:1], tokens.shape[1] if tokens.ndim == 2 else 0, dtype=np.int64)
+
+
 def _check_prompt(token_ids, max_length):
     tokens = np.asarray(token_ids)
     if tokens.ndim != 2 or 0 in tokens.shape:
@@ -239,15 +262,15 @@ def _check_stop(stop_token_ids, pad_id):
 
 
 def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
-           beam_width=4, seed=None, stop_token_ids=None, pad_id=0, prefill=None):
+           beam_width=4, seed=None, stop_token_ids=None, pad_id=0, prefill=None, prompt_lengths=None):
     """Extends each prompt of `token_ids` to `max_length` tokens with `step` (see the module docstring).
 
     Args:
         step: `step(tokens, state) -> (logits, state)`; `tokens` int32 `(batch,)`, logits `(batch, vocab)`
             (a tensor or an array; `-inf` rules a token out), state any nest whose leaves have the
             batch first.
-        token_ids: the prompts, integer `(batch, prompt_length)` with `prompt_length >= 1`, all of one
-            length (a model documents how it pads shorter ones).
+        token_ids: the prompts, integer `(batch, prompt_length)` with `prompt_length >= 1`; with
+            `prompt_lengths`, rows aligned on the left and filled on the right past their lengths.
         state: the state before the first prompt token (zeros, or a model's conditioning).
         max_length: the length of the result, prompt included (at least the prompt length).
         sampler: `"greedy"`, `"top_k"`, `"top_p"` or `"beam"`.
@@ -263,6 +286,10 @@ def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=
         prefill: `prefill(token_ids, state) -> (logits, state)`, reading the whole prompt at once and
             returning the logits after its last token (a transformer fills its cache in one pass); by
             default the prompt goes through `step` one token at a time.
+        prompt_lengths: each row's prompt length (ragged prompts, from `prompt_rows`); `None` when every
+            row's prompt is the whole of `token_ids`. The shortest prompt is read first (by `prefill`);
+            from there on every row steps in lockstep, and a row still inside its prompt is fed its own
+            next prompt token instead of a generated one. Not with `"beam"`.
 
     Returns:
         int32 numpy `(batch, max_length)`: the prompts followed by the generated tokens.
@@ -274,11 +301,13 @@ def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=
         raise ValueError(f"prefill must be callable as prefill(token_ids, state) -> (logits, state); got {prefill!r}.")
     stop = _check_stop(stop_token_ids, pad_id)
     tokens = _check_prompt(token_ids, max_length)
-    batch, prompt_length = tokens.shape
+    batch = tokens.shape[0]
+    lengths = _check_lengths(prompt_lengths, tokens.shape, sampler)
+    prompt_length = int(lengths.min())
     if max_length == prompt_length:
         return tokens.copy()
     if prefill is not None:
-        logits, state = prefill(tokens, state)
+        logits, state = prefill(tokens[:, :prompt_length], state)
     else:
         for position in range(prompt_length):  # the prompt: its last logits choose the first new token
             logits, state = step(tokens[:, position], state)
@@ -293,11 +322,32 @@ def decode(step, token_ids, state, max_length, *, sampler="greedy", temperature=
     for position in range(prompt_length, max_length):
         chosen = _choose(logits, sampler, float(temperature), top_k, top_p, rng).astype(np.int32)
         chosen = np.where(finished, np.int32(pad_id), chosen)
+        if position < tokens.shape[1]:  # rows still reading their prompts take its next token
+            inside = position < lengths
+            chosen = np.where(inside, tokens[:, position], chosen)
+            finished |= ~inside & np.isin(chosen, stop)
+        else:
+            finished |= np.isin(chosen, stop)
         generated.append(chosen)
-        finished |= np.isin(chosen, stop)
         if finished.all():
             break
         if position + 1 < max_length:
             logits, state = step(chosen, state)
             logits = _checked_logits(logits, batch)
-    return _padded(np.concatenate([tokens, np.stack(generated, axis=1)], axis=1), max_length, pad_id)
+    return _padded(np.concatenate([tokens[:, :prompt_length], np.stack(generated, axis=1)], axis=1), max_length,
+                   pad_id)
+
+
+def _check_lengths(prompt_lengths, shape, sampler):
+    """Each row's prompt length as int64 numpy `(batch,)`, from 1 to the width of `token_ids`."""
+    if prompt_lengths is None:
+        return np.full(shape[0], shape[1], dtype=np.int64)
+    lengths = np.asarray(prompt_lengths)
+    if lengths.shape != shape[:1] or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"prompt_lengths must be {shape[0]} integers, one per prompt; got {prompt_lengths!r}.")
+    if lengths.min() < 1 or lengths.max() > shape[1]:
+        raise ValueError(f"prompt_lengths must lie in [1, {shape[1]}] (the width of token_ids); got {lengths.tolist()}.")
+    if sampler == "beam" and lengths.min() != lengths.max():
+        raise ValueError("sampler='beam' needs prompts of one length; generate ragged prompts in groups of equal "
+                         "length.")
+    return lengths.astype(np.int64)

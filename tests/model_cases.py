@@ -230,6 +230,38 @@ def _likelihood():
                   labelled, (COUNT, *shape)),
         ModelCase("beta_vae", KERAS, {**small, "architecture": "conv", "likelihood": "logistic_mixture",
                                       "num_mixtures": 2}, images, (COUNT, *shape)),
+        # v prediction: the one-step estimate the model returns is not clipped to the pixel range
+        ModelCase("ddpm", KERAS, {"image_shape": shape, "num_classes": NUM_CLASSES, "width": 8,
+                                  "channel_multipliers": (1,), "groups": 4, "timesteps": 20, "prediction": "v"},
+                  lambda: (_uniform(shape), _labels()), (COUNT, *shape)),
+    ]
+
+
+def _bert_inputs(count=COUNT, seed=0):
+    """[token_ids, segment_ids, padding_mask]: [CLS] (id 3) first, two segments, rows ending in 0-2 padded steps."""
+    token_ids = _tokens((_STEPS,), count, seed, vocab=20)
+    token_ids[:, 0] = 3
+    padding_mask = np.ones_like(token_ids)
+    for row in range(count):
+        padding_mask[row, _STEPS - row % 3:] = 0
+    segment_ids = np.broadcast_to((np.arange(_STEPS) >= _STEPS // 2).astype("int32"), token_ids.shape) * padding_mask
+    return [token_ids * padding_mask, segment_ids.astype("int32"), padding_mask]
+
+
+def _bert():
+    """The BERT backbone (its two outputs regressed on seeded targets), classifier and masked LM."""
+    from keras_models.text import mask_tokens
+
+    config = {"vocabulary_size": 20, "num_layers": 2, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16,
+              "max_sequence_length": _STEPS}
+    targets = lambda: (_bert_inputs(), {"pooled_output": _uniform((8,), seed=1),  # noqa: E731
+                                        "sequence_output": _uniform((_STEPS, 8), seed=2)})
+    return [
+        ModelCase("bert", KERAS, config, targets, (COUNT, 8)),  # outputs flattened by name: pooled first
+        ModelCase("bert_classifier", KERAS, {**config, "num_classes": NUM_CLASSES},
+                  lambda: (_bert_inputs(), _labels()), (COUNT, NUM_CLASSES)),
+        # round(0.15 * 6 tokens) = 1 masked position per row
+        ModelCase("bert_masked_lm", KERAS, config, lambda: mask_tokens(_bert_inputs(), 20, seed=0)[:2], (COUNT, 1, 20)),
     ]
 
 
@@ -240,10 +272,30 @@ def _transformer():
               "max_sequence_length": _STEPS}
     pairs = lambda: keras_models.recurrent.next_token_pairs(_tokens((_STEPS + 1,), vocab=20))  # noqa: E731
     hidden = lambda: (_tokens((_STEPS,), vocab=20), _uniform((_STEPS, 8), seed=1))  # noqa: E731
+    t5 = {"vocabulary_size": 20, "num_layers": 2, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16,
+          "relative_attention_num_buckets": 8, "relative_attention_max_distance": 12}
+    t5_hidden = lambda: (_translation_pairs(target_vocab=20)[0], _uniform((_STEPS, 8), seed=1))  # noqa: E731
+    whisper_config = {"vocabulary_size": 20, "num_layers": 1, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16,
+                      "num_mels": 16, "max_encoder_sequence_length": 20, "max_decoder_sequence_length": _STEPS + 1}
+    speech = lambda: keras_models.transformers.speech_to_text_pairs(  # noqa: E731
+        0.1 * _rng(2).standard_normal((COUNT, 160 * 20)).astype("float32"), 3 + _tokens((_STEPS,), vocab=17, seed=3))
+    features = lambda: ([_uniform((20, 16)), _tokens((_STEPS,), vocab=20)], _uniform((_STEPS, 8), seed=1))  # noqa: E731
     return [
         ModelCase("gpt", KERAS, config, hidden, (COUNT, _STEPS, 8)),
         ModelCase("gpt_causal_lm", KERAS, config, pairs, (COUNT, _STEPS, 20)),
+        ModelCase("t5", KERAS, t5, t5_hidden, (COUNT, _STEPS, 8)),
+        ModelCase("t5_seq2seq_lm", KERAS, t5, lambda: _translation_pairs(target_vocab=20), (COUNT, _STEPS, 20)),
+        ModelCase("whisper", KERAS, whisper_config, features, (COUNT, _STEPS, 8)),
+        ModelCase("whisper_speech_to_text", KERAS, whisper_config, speech, (COUNT, _STEPS + 1, 20)),
     ]
+
+
+def _vit():
+    """The ViT classifier, and its backbone (compiled without a loss: the worker regresses its 5 tokens)."""
+    config = {"input_shape": (8, 8, 1), "patch_size": 4, "num_layers": 1, "num_heads": 2, "hidden_dim": 8,
+              "intermediate_dim": 16}
+    tokens = lambda: (_uniform((8, 8, 1)), _uniform((5, 8), seed=1))  # noqa: E731
+    return [ModelCase("vit", KERAS, config, tokens, (COUNT, 5, 8)), _keras("vit_classifier", (8, 8, 1), **config)]
 
 
 _IMAGE = (32, 32, 3)  # the smallest input the ResNets and VGGs accept
@@ -288,6 +340,8 @@ _CASES = [
     *_likelihood(),
     # transformer
     *_transformer(),
+    *_vit(),
+    *_bert(),
 ]
 CASES: dict[str, ModelCase] = {case.name: case for case in _CASES}
 

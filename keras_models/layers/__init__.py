@@ -12,10 +12,17 @@ Transformer layers (the transformer family; encoder and encoder-decoder models b
 - `CachedMultiHeadAttention`: multi-head or grouped-query attention, separate query and key/value
   inputs, padding and causal masks, an additive bias, rotary positions and a fixed-size KV cache.
 - `TransformerBlock`: self-attention and feed-forward residual branches, pre- or post-norm, causal or not.
-- `FeedForward`: the position-wise network, GELU, ReLU or SwiGLU.
+- `TransformerDecoderBlock`: causal self-attention, cross-attention to an encoder's outputs and a
+  feed-forward network (encoder-decoders), with a self-attention cache and precomputed cross keys/values.
+- `RelativePositionBias`: T5's bucketed relative position bias, added to attention scores.
+- `FeedForward`: the position-wise network, GELU, ReLU, SwiGLU or GeGLU.
 - `RMSNorm`: root-mean-square normalization.
+- `PatchEmbedding`: images cut into patches, each projected to a token, and a class token (ViT).
 - `PositionEmbedding` (learned), `SinusoidalPositionEmbedding`, `RotaryEmbedding`: positions.
 - `ReversibleEmbedding`: a token embedding that also gives logits through its table (tied embeddings).
+
+Speech: `LogMelSpectrogram`, waveforms to Whisper's normalized log-mel features in the graph (the DFT
+as a strided convolution, no FFT operator).
 
 Every layer exports to builtin TFLite operators and plain ONNX operators, and runs on the TensorFlow,
 JAX and PyTorch backends.
@@ -25,8 +32,11 @@ from keras_models.layers.cached_multi_head_attention import CachedMultiHeadAtten
 from keras_models.layers.feed_forward import FeedForward
 from keras_models.layers.instance_normalization import InstanceNormalization
 from keras_models.layers.layout import ChannelLayout
+from keras_models.layers.log_mel_spectrogram import LogMelSpectrogram
+from keras_models.layers.patch_embedding import PatchEmbedding
 from keras_models.layers.pixel_shuffle import PixelShuffle
 from keras_models.layers.position_embedding import PositionEmbedding
+from keras_models.layers.relative_position_bias import RelativePositionBias
 from keras_models.layers.reversible_embedding import ReversibleEmbedding
 from keras_models.layers.rms_norm import RMSNorm
 from keras_models.layers.rotary_embedding import RotaryEmbedding
@@ -34,6 +44,7 @@ from keras_models.layers.self_attention_2d import SelfAttention2D
 from keras_models.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_models.layers.spectral_normalization import SpectralNorm
 from keras_models.layers.transformer_block import TransformerBlock
+from keras_models.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_models.layers.unet import unet
 
 __all__ = [
@@ -41,14 +52,18 @@ __all__ = [
     "ChannelLayout",
     "FeedForward",
     "InstanceNormalization",
+    "LogMelSpectrogram",
+    "PatchEmbedding",
     "PixelShuffle",
     "PositionEmbedding",
     "RMSNorm",
+    "RelativePositionBias",
     "ReversibleEmbedding",
     "RotaryEmbedding",
     "SelfAttention2D",
     "SinusoidalPositionEmbedding",
     "SpectralNorm",
     "TransformerBlock",
+    "TransformerDecoderBlock",
     "unet",
 ]

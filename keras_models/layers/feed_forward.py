@@ -1,4 +1,4 @@
-"""`FeedForward`: the position-wise feed-forward network of a transformer block (GELU, ReLU or SwiGLU)."""
+"""`FeedForward`: the position-wise feed-forward network of a transformer block (GELU, ReLU, SwiGLU or GeGLU)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_models.checks import check_choice, check_positive_int, check_rate
 
-ACTIVATIONS = ("gelu", "relu", "swiglu")
+ACTIVATIONS = ("gelu", "relu", "swiglu", "geglu")
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -20,10 +20,11 @@ class FeedForward(keras.layers.Layer):
     - `"swiglu"`: `down(silu(gate(x)) * up(x))`, a gated linear unit (Shazeer, 2020, "GLU Variants
       Improve Transformer"; Llama). It has a third projection: with the same parameter budget,
       `intermediate_dim` is usually taken 2/3 as wide.
+    - `"geglu"`: `down(gelu(gate(x)) * up(x))`, the GELU-gated unit of the same paper (T5 v1.1).
 
     Args:
         intermediate_dim: the width between the projections.
-        activation: `"gelu"`, `"relu"` or `"swiglu"`.
+        activation: `"gelu"`, `"relu"`, `"swiglu"` or `"geglu"`.
         dropout: dropout rate on the output (the residual branch's dropout of GPT-2).
         use_bias: biases on the projections.
         kernel_initializer, bias_initializer: of every projection.
@@ -52,7 +53,7 @@ class FeedForward(keras.layers.Layer):
             raise ValueError(f"FeedForward needs a known last axis; got shape {tuple(input_shape)}.")
         self.up = self._dense(self.intermediate_dim, "up")
         self.up.build(input_shape)
-        if self.activation == "swiglu":
+        if self.activation in ("swiglu", "geglu"):
             self.gate = self._dense(self.intermediate_dim, "gate")
             self.gate.build(input_shape)
         self.down = self._dense(int(width), "down")
@@ -62,6 +63,8 @@ class FeedForward(keras.layers.Layer):
     def call(self, inputs, training=None):
         if self.activation == "swiglu":
             hidden = ops.silu(self.gate(inputs)) * self.up(inputs)
+        elif self.activation == "geglu":
+            hidden = ops.gelu(self.gate(inputs), approximate=True) * self.up(inputs)
         elif self.activation == "gelu":
             hidden = ops.gelu(self.up(inputs), approximate=True)
         else:

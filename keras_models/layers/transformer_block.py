@@ -51,6 +51,8 @@ class TransformerBlock(keras.layers.Layer):
             a cache, `key_length` is the cache's length).
         cache: the self-attention cache `(batch, 2, cache_length, key_value_heads, head_dim)`.
         cache_index: where this call's steps go in the cache (int or int32 scalar tensor).
+        attention_bias: added to the attention scores, broadcastable to `(batch, num_heads, steps,
+            key_length)` (T5's relative position bias).
         training: dropout.
 
     Returns:
@@ -117,14 +119,14 @@ class TransformerBlock(keras.layers.Layer):
         self.feed_forward_norm = self._norm("feed_forward_norm")
         self.feed_forward_norm.build(inputs_shape)
 
-    def call(self, inputs, padding_mask=None, cache=None, cache_index=None, training=None):
+    def call(self, inputs, padding_mask=None, cache=None, cache_index=None, attention_bias=None, training=None):
         attention_mask = None
         if padding_mask is not None:  # (batch, 1, key_length): every query sees the same keys
             attention_mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, "bool"), 1)
         x = inputs
         branch = self.attention_norm(x) if self.norm_first else x
         branch = self.attention(branch, attention_mask=attention_mask, use_causal_mask=self.causal, cache=cache,
-                                cache_index=cache_index, training=training)
+                                cache_index=cache_index, attention_bias=attention_bias, training=training)
         if cache is not None:
             branch, cache = branch
         x = x + self.attention_dropout(branch, training=training)

@@ -13,8 +13,11 @@ on JAX and PyTorch.
 
 from __future__ import annotations
 
-from keras_models.likelihood import distributions, networks
+from keras_models.likelihood import diffusion_sampling, diffusion_schedules, diffusion_unet, distributions, networks
+from keras_models.likelihood.diffusion import DiffusionModel, ddpm
+from keras_models.likelihood.diffusion_schedules import NoiseSchedule
 from keras_models.likelihood.vae import VAE, bits_per_dimension
 from keras_models.likelihood.variants import BUILDERS, CONFIGS
 
-__all__ = ["BUILDERS", "CONFIGS", "VAE", "bits_per_dimension", "distributions", "networks"]
+__all__ = ["BUILDERS", "CONFIGS", "VAE", "bits_per_dimension", "distributions", "networks",
+           "DiffusionModel", "NoiseSchedule", "ddpm", "diffusion_sampling", "diffusion_schedules", "diffusion_unet"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_models.checks import CheckedModel, as_array
+from keras_models.checks import CheckedModel, as_array, check_special_ids
 from keras_models.recurrent._common import (
     CELLS,
     check_name,
@@ -44,6 +44,18 @@ ATTENTIONS = ("luong", "bahdanau", None)
 START_ID, END_ID = 1, 2
 
 
+def _right_padded(rows):
+    """A 2-D array as it is; a list of 1-D sequences of different lengths as one array padded with 0."""
+    if isinstance(rows, (list, tuple)) and rows and all(np.ndim(row) == 1 for row in rows):
+        lengths = {len(row) for row in rows}
+        if len(lengths) > 1:
+            padded = np.zeros((len(rows), max(lengths)), dtype=np.result_type(*[np.asarray(r) for r in rows]))
+            for index, row in enumerate(rows):
+                padded[index, :len(row)] = row
+            return padded
+    return np.asarray(rows)
+
+
 def teacher_forcing_pairs(source_ids, target_ids, start_id=START_ID, end_id=END_ID):
     """`([source_ids, decoder_inputs], targets)` for training an encoder-decoder with teacher forcing.
 
@@ -55,11 +67,13 @@ def teacher_forcing_pairs(source_ids, target_ids, start_id=START_ID, end_id=END_
         decoder_inputs  [1, 5, 6, 7, 0]   (start_id first)
         targets         [5, 6, 7, 2, 0]   (end_id after the last token; padding, 0, is left out of the loss)
 
+    Either argument may also be a list of 1-D sequences of different lengths, padded here with 0 at the end.
+
     Returns:
         `([source_ids, decoder_inputs], targets)`, int32, both decoder arrays `(batch, target_steps + 1)`.
     """
-    source = np.asarray(source_ids)
-    target = np.asarray(target_ids)
+    source = _right_padded(source_ids)
+    target = _right_padded(target_ids)
     for what, array in (("source_ids", source), ("target_ids", target)):
         if array.ndim != 2 or array.shape[1] < 1:
             raise ValueError(f"{what} must be 2-D (batch, steps) with at least one step; got shape {array.shape}.")
@@ -157,18 +171,6 @@ def _head_layers(name, attention, units, encoder_width, target_vocab_size):
     return {layer.name: layer for layer in layers}
 
 
-def _check_special_ids(start_id, end_id, target_vocab_size):
-    for what, value in (("start_id", start_id), ("end_id", end_id)):
-        valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not valid or not 0 < value < target_vocab_size:
-            raise ValueError(
-                f"{what} must be a target token id in [1, {target_vocab_size}) (0 is padding; "
-                f"target_vocab_size={target_vocab_size}); got {what}={value!r}."
-            )
-    if start_id == end_id:
-        raise ValueError(f"start_id and end_id must differ; got start_id=end_id={start_id!r}.")
-
-
 @keras.saving.register_keras_serializable(package="keras_models")
 class RNNSeq2Seq(CheckedModel):
     """A recurrent encoder-decoder with attention (a functional `keras.Model`) with `generate`.
@@ -218,7 +220,7 @@ class RNNSeq2Seq(CheckedModel):
         for what, value in (("source_length", source_length), ("target_length", target_length)):
             if value is not None:
                 check_positive_int(value, what)
-        _check_special_ids(start_id, end_id, target_vocab_size)
+        check_special_ids(start_id, end_id, target_vocab_size, "target_vocab_size")
 
         encoder_width = units * (2 if bidirectional else 1)
         layers = _head_layers(name, attention, units, encoder_width, target_vocab_size)

@@ -4,7 +4,7 @@ An exported TFLite or ONNX model reads token ids; the app around it encodes and 
 tokenizer written next to it, `model.tflite` beside `model.tokenizer.json`. The file is the
 `tokenizers` library's own JSON format, which its Python, Rust and Node bindings load with
 `Tokenizer.from_file` (tested with the Python one), and which `load_tokenizer` reads back into a
-`BytePairTokenizer` or a `CharacterTokenizer`.
+`BytePairTokenizer`, a `CharacterTokenizer` or a `WordPieceTokenizer`.
 
 In other bindings, turn on `encode_special_tokens` (as this library does) for the same ids on texts
 that contain a special token's text; `decode(ids, skip_special_tokens=True)` leaves out padding, the
@@ -21,6 +21,7 @@ from keras_models.files import atomic_write
 from keras_models.text.byte_pair_tokenizer import BytePairTokenizer
 from keras_models.text.character_tokenizer import CharacterTokenizer
 from keras_models.text.tokenizer import Tokenizer
+from keras_models.text.wordpiece import WordPieceTokenizer
 
 # What each tokenizer class writes: the model type, the pre-tokenizer and the decoder of its file.
 _LAYOUTS = {
@@ -50,7 +51,7 @@ def save_tokenizer(tokenizer, path) -> Path:
         `path` as a `Path`.
     """
     if not isinstance(tokenizer, Tokenizer):
-        raise ValueError(f"tokenizer must be a BytePairTokenizer or a CharacterTokenizer; got "
+        raise ValueError(f"tokenizer must be a BytePairTokenizer, CharacterTokenizer or WordPieceTokenizer; got "
                          f"{type(tokenizer).__name__}.")
     path = Path(path)
     text = tokenizer.to_json()
@@ -72,8 +73,10 @@ def _from_json(data) -> Tokenizer:
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise ValueError("it holds no tokenizer model")
     model = data["model"]
+    if model.get("type") == "WordPiece":
+        return WordPieceTokenizer.from_tokenizer_json(data)
     if model.get("type") not in _LAYOUTS:
-        raise ValueError(f"its model type is {model.get('type')!r}, not one of {sorted(_LAYOUTS)}")
+        raise ValueError(f"its model type is {model.get('type')!r}, not one of {sorted([*_LAYOUTS, 'WordPiece'])}")
     cls, pre_tokenizer, decoder = _LAYOUTS[model["type"]]
     found = ((data.get("pre_tokenizer") or {}).get("type"), (data.get("decoder") or {}).get("type"))
     if found != (pre_tokenizer, decoder) or data.get("normalizer") is not None:
@@ -93,8 +96,8 @@ def _from_json(data) -> Tokenizer:
 
 
 def load_tokenizer(path) -> Tokenizer:
-    """Reads a `tokenizer.json` written by `save_tokenizer` back into a `BytePairTokenizer` or a
-    `CharacterTokenizer`; a `ValueError` naming the file says what is wrong with a damaged or foreign one."""
+    """Reads a `tokenizer.json` written by `save_tokenizer` back into a `BytePairTokenizer`, a
+    `CharacterTokenizer` or a `WordPieceTokenizer`; a `ValueError` naming the file says what is wrong with a damaged or foreign one."""
     path = Path(path)
     raw = path.read_bytes()
     try:

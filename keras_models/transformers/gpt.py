@@ -11,6 +11,7 @@ from keras_models.registry import register_model
 from keras_models.training import compile_model
 from keras_models.transformers.gpt_backbone import GPTBackbone, check_gpt_config
 from keras_models.transformers.gpt_causal_lm import FAMILY, GPTCausalLM, causal_lm_loss
+from keras_models.transformers.presets import resolve_config
 
 # GPT-2's four sizes (Radford et al., 2019): 50,257 byte-level BPE tokens, 1,024 positions, dropout 0.1.
 _GPT2 = {"vocabulary_size": 50257, "max_sequence_length": 1024, "dropout": 0.1}
@@ -29,16 +30,7 @@ DEFAULT_CONFIG = {"vocabulary_size": 1000, "num_layers": 2, "num_heads": 4, "hid
 def gpt_config(preset=None, **overrides):
     """The configuration of `preset` (`DEFAULT_CONFIG` for `None`) with the arguments in `overrides`
     that are not `None` replacing its values."""
-    if preset is None:
-        config = dict(DEFAULT_CONFIG)
-    elif isinstance(preset, str) and preset in CONFIGS:
-        config = dict(CONFIGS[preset])
-    else:
-        raise ValueError(f"preset must be None or one of {sorted(CONFIGS)}; got preset={preset!r}.")
-    unknown = sorted(set(overrides) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise ValueError(f"Unknown GPT configuration arguments {unknown}; known: {sorted(DEFAULT_CONFIG)}.")
-    config.update({key: value for key, value in overrides.items() if value is not None})
+    config = resolve_config("GPT", preset, CONFIGS, DEFAULT_CONFIG, overrides)
     check_gpt_config(**config)
     return config
 

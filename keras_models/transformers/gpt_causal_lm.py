@@ -8,9 +8,9 @@ import numpy as np
 
 from keras_models import checks
 from keras_models.checks import CheckedModel, as_array
-from keras_models.sampling import check_sampling, decode, no_gradients
+from keras_models.sampling import check_sampling, decode, no_gradients, prompt_rows
 from keras_models.text import PreprocessorMixin
-from keras_models.training import default_jit_compile
+from keras_models.transformers.compiled_steps import CompiledSteps
 
 FAMILY = "transformer"  # the family whose compile defaults the models take (keras_models.families)
 
@@ -29,7 +29,7 @@ def check_token_ids(token_ids, vocabulary_size, max_sequence_length, what="token
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class GPTCausalLM(PreprocessorMixin, CheckedModel):
+class GPTCausalLM(PreprocessorMixin, CompiledSteps, CheckedModel):
     """A causal language model on a `GPTBackbone` (a functional `keras.Model`).
 
     Called on token ids `(batch, steps)` it returns the logits of the next token at every step,
@@ -70,7 +70,6 @@ class GPTCausalLM(PreprocessorMixin, CheckedModel):
         super().__init__(inputs=token_ids, outputs=logits, name=name, **kwargs)
         self.backbone = backbone
         self._stop_token_ids = tuple(int(i) for i in stop_token_ids)
-        self._compiled = {}
 
     def get_config(self):
         return self.with_preprocessor_config({
@@ -155,46 +154,17 @@ class GPTCausalLM(PreprocessorMixin, CheckedModel):
         may be generated (GPT has no padding or start id to rule out)."""
         return self._forward_with_cache(keras.ops.expand_dims(keras.ops.convert_to_tensor(tokens, "int32"), 1), state)
 
-    def _compiled_function(self, name):
-        """`generation_step` or `generation_prefill`, compiled for this backend (one trace per shape).
-
-        TensorFlow: a `tf.function`, with XLA where the family's policy trains with it (accelerators; on
-        a CPU, XLA took minutes to compile a step that then ran 4x slower than the plain graph). JAX:
-        `jax.jit` of the step as a pure function of the weights' values. PyTorch: eager.
-        """
-        if name not in self._compiled:
-            function = getattr(self, name)
-            backend = keras.backend.backend()
-            if backend == "tensorflow":
-                import tensorflow as tf
-
-                function = tf.function(function, jit_compile=default_jit_compile(FAMILY))
-            elif backend == "jax":
-                import jax
-
-                variables = list(self.variables)
-
-                def pure(values, inputs, state):
-                    with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                        return getattr(self, name)(inputs, state)
-
-                jitted = jax.jit(pure)
-
-                def function(inputs, state):
-                    return jitted([variable.value for variable in variables], inputs, state)
-
-            self._compiled[name] = function
-        return self._compiled[name]
-
     def generate(self, token_ids, max_length, sampler="greedy", temperature=1.0, top_k=None, top_p=None,
                  beam_width=4, stop_token_ids=None, seed=None):
         """Extends every prompt to `max_length` tokens (prompt included).
 
-        Prompts share one length (GPT has no padding id to align shorter ones; generate them in groups
-        of equal length).
+        Prompts of different lengths are given as a list of 1-D sequences: every row reads its own
+        prompt (the shortest fills the cache in one pass, then each row is fed its own prompt tokens
+        until it starts generating), so a row generates what it would alone. Not with `"beam"`.
 
         Args:
-            token_ids: integer prompts `(batch, prompt_length)`, ids in `[0, vocabulary_size)`.
+            token_ids: integer prompts `(batch, prompt_length)`, or a list of 1-D prompts of different
+                lengths; ids in `[0, vocabulary_size)`.
             max_length: the length of the result, at most `max_sequence_length`.
             sampler: `"greedy"`, `"top_k"`, `"top_p"` or `"beam"` (see `keras_models.sampling`).
             temperature: divides the logits (above 0).
@@ -210,7 +180,8 @@ class GPTCausalLM(PreprocessorMixin, CheckedModel):
         """
         check_sampling(sampler, temperature, top_k, top_p, beam_width, seed)
         backbone = self.backbone
-        tokens = check_token_ids(token_ids, backbone.vocabulary_size, backbone.max_sequence_length)
+        tokens, lengths = prompt_rows(token_ids)
+        tokens = check_token_ids(tokens, backbone.vocabulary_size, backbone.max_sequence_length)
         if (not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool)
                 or not tokens.shape[1] <= max_length <= backbone.max_sequence_length):
             raise ValueError(
@@ -223,4 +194,4 @@ class GPTCausalLM(PreprocessorMixin, CheckedModel):
             return decode(self._compiled_function("generation_step"), tokens, state, int(max_length),
                           sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p,
                           beam_width=beam_width, seed=seed, stop_token_ids=stop,
-                          prefill=self._compiled_function("generation_prefill"))
+                          prefill=self._compiled_function("generation_prefill"), prompt_lengths=lengths)

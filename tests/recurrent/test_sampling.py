@@ -273,6 +273,37 @@ def test_prefill_replaces_the_prompt_steps_and_gives_the_same_tokens():
     assert len(prefills) == 1 and np.array_equal(prefills[0], prompts)
 
 
+def test_ragged_prompts_generate_what_each_prompt_generates_alone():
+    rows = [[4, 1], [2, 6, 0, 3, 5], [1, 1, 2]]
+    tokens, lengths = sampling.prompt_rows([np.asarray(row, np.int32) for row in rows], pad_id=0)
+    assert tokens.tolist() == [[4, 1, 0, 0, 0], [2, 6, 0, 3, 5], [1, 1, 2, 0, 0]] and lengths.tolist() == [2, 5, 3]
+    model, prefills = ToyRNN(), []
+
+    def prefill(prompt, state):
+        prefills.append(prompt.copy())
+        for position in range(prompt.shape[1]):
+            logits, state = model(prompt[:, position], state)
+        return logits, state
+
+    for kwargs in ({}, {"sampler": "top_k", "top_k": 3, "seed": 4}):
+        result = sampling.decode(model, tokens, model.initial(3), 11, prompt_lengths=lengths, prefill=prefill, **kwargs)
+        assert prefills[-1].shape == (3, 2)  # the shortest prompt is read in one pass
+        for row, prompt in zip(result, rows):
+            assert row[:len(prompt)].tolist() == prompt
+        if not kwargs:  # greedy: each row equals its prompt decoded alone
+            for row, prompt in zip(result, rows):
+                alone = _decode(ToyRNN(), np.asarray([prompt], np.int32), 11)[0]
+                np.testing.assert_array_equal(row, alone)
+    with pytest.raises(ValueError, match="beam.*one length"):
+        sampling.decode(model, tokens, model.initial(3), 11, prompt_lengths=lengths, sampler="beam")
+    with pytest.raises(ValueError, match=r"prompt_lengths must lie in \[1, 5\]"):
+        sampling.decode(model, tokens, model.initial(3), 11, prompt_lengths=[2, 6, 3])
+    with pytest.raises(ValueError, match="prompt_lengths must be 3 integers"):
+        sampling.decode(model, tokens, model.initial(3), 11, prompt_lengths=[2, 5])
+    with pytest.raises(ValueError, match="integer token ids"):
+        sampling.prompt_rows([np.array([1.5]), np.array([1, 2])])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"sampler": "random"}, "sampler must be one of"),
     ({"stop_token_ids": 3}, "stop_token_ids must be a list or tuple of non-negative integer ids, or None; got 3"),

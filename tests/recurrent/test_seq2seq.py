@@ -71,6 +71,11 @@ def test_teacher_forcing_pairs_add_start_and_end_ids():
     np.testing.assert_array_equal(decoder_inputs, [[1, 5, 6, 7], [1, 8, 0, 0]])
     np.testing.assert_array_equal(targets, [[5, 6, 7, 2], [8, 2, 0, 0]])
     assert decoder_inputs.dtype == targets.dtype == np.int32
+    # sequences of different lengths are padded with 0 at the end first
+    [ragged_source, ragged_inputs], ragged_targets = teacher_forcing_pairs([[4, 5], [6]], [np.array([5, 6, 7]), [8]])
+    np.testing.assert_array_equal(ragged_source, [[4, 5], [6, 0]])
+    np.testing.assert_array_equal(ragged_inputs, decoder_inputs)
+    np.testing.assert_array_equal(ragged_targets, targets)
 
 
 # -- generation: the step-by-step decoder is the whole network ---------------------------------------
@@ -314,8 +319,8 @@ def test_training_and_generation_on_jax_and_torch(backend, tmp_path):
     ({"cell": "rnn"}, r"cell must be one of \('simple', 'lstm', 'gru'\); got cell='rnn'"),
     ({"bidirectional": "yes"}, "bidirectional must be True or False; got bidirectional='yes'"),
     ({"source_vocab_size": 0}, "source_vocab_size must be a positive integer; got source_vocab_size=0"),
-    ({"target_vocab_size": 2}, r"end_id must be a target token id in \[1, 2\).*got end_id=2"),
-    ({"start_id": 0}, r"start_id must be a target token id in \[1, 10\) \(0 is padding"),
+    ({"target_vocab_size": 2}, r"end_id must be a token id in \[1, 2\).*got end_id=2"),
+    ({"start_id": 0}, r"start_id must be a token id in \[1, 10\) \(0 is padding"),
     ({"start_id": 2}, "start_id and end_id must differ; got start_id=end_id=2"),
     ({"source_length": 0}, "source_length must be a positive integer; got source_length=0"),
     ({"target_length": 2.5}, "target_length must be a positive integer; got target_length=2.5"),

@@ -145,6 +145,24 @@ def test_cached_greedy_generation_equals_full_recomputation(tiny_model):
     np.testing.assert_array_equal(generated, sequence)
 
 
+def test_prompts_of_different_lengths_generate_what_each_generates_alone(tiny_model):
+    prompts = [_tokens((1, length), seed=20 + length)[0] for length in (2, 6, 4)]
+    together = tiny_model.generate(prompts, 14)
+    for row, prompt in zip(together, prompts):
+        np.testing.assert_array_equal(row[:len(prompt)], prompt)
+        np.testing.assert_array_equal(row, tiny_model.generate(prompt[None], 14)[0])
+    stop = int(together[0, 4])  # a token the shortest row generates
+    stopped = tiny_model.generate(prompts, 14, stop_token_ids=[stop])
+    for row, alone_prompt in zip(stopped, prompts):
+        np.testing.assert_array_equal(row, tiny_model.generate(alone_prompt[None], 14, stop_token_ids=[stop])[0])
+    sampled = tiny_model.generate(prompts, 10, sampler="top_p", top_p=0.9, seed=3)
+    np.testing.assert_array_equal(sampled[1, :6], prompts[1])
+    with pytest.raises(ValueError, match="beam.*one length"):
+        tiny_model.generate(prompts, 10, sampler="beam")
+    with pytest.raises(ValueError, match=r"rows \[1\] are empty"):
+        tiny_model.generate([prompts[0], np.zeros(0, "int32")], 10)
+
+
 def test_samplers_are_seeded_and_stop_tokens_end_rows(tiny_model):
     prompts = _tokens((2, 3), seed=6)
     for kwargs in ({"sampler": "top_k", "top_k": 5}, {"sampler": "top_p", "top_p": 0.9, "temperature": 1.5}):

@@ -346,7 +346,9 @@ def _check_lengths(prompt_lengths, shape, sampler):
     if lengths.shape != shape[:1] or not np.issubdtype(lengths.dtype, np.integer):
         raise ValueError(f"prompt_lengths must be {shape[0]} integers, one per prompt; got {prompt_lengths!r}.")
     if lengths.min() < 1 or lengths.max() > shape[1]:
-        raise ValueError(f"prompt_lengths must lie in [1, {shape[1]}] (the width of token_ids); got {lengths.tolist()}.")
+        raise ValueError(
+            f"prompt_lengths must lie in [1, {shape[1]}] (the width of token_ids); got {lengths.tolist()}."
+        )
     if sampler == "beam" and lengths.min() != lengths.max():
         raise ValueError("sampler='beam' needs prompts of one length; generate ragged prompts in groups of equal "
                          "length.")

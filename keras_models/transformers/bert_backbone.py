@@ -11,6 +11,7 @@ from keras_models.checks import check_positive_float, check_positive_int, check_
 from keras_models.layers.position_embedding import PositionEmbedding
 from keras_models.layers.reversible_embedding import ReversibleEmbedding
 from keras_models.layers.transformer_block import TransformerBlock
+from keras_models.transformers.presets import ConfigFromAttributes
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -111,7 +112,7 @@ class BertInputs:
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class BertBackbone(BertInputs, keras.Model):
+class BertBackbone(ConfigFromAttributes, BertInputs, keras.Model):
     """BERT's encoder (Devlin et al., 2019, "BERT: Pre-training of Deep Bidirectional Transformers for
     Language Understanding"), a functional `keras.Model`.
 
@@ -139,6 +140,9 @@ class BertBackbone(BertInputs, keras.Model):
         layer_norm_epsilon: of every layer normalization.
         name: the model name and the prefix of every layer name.
     """
+
+    config_names = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                    "max_sequence_length", "num_segments", "dropout", "layer_norm_epsilon")
 
     def __init__(self, vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512,
                  max_sequence_length=128, num_segments=2, dropout=0.0, layer_norm_epsilon=1e-12, name="bert",
@@ -189,22 +193,3 @@ class BertBackbone(BertInputs, keras.Model):
         self.position_embedding = position_embedding
         self.segment_embedding = segment_embedding
         self.transformer_layers = blocks
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

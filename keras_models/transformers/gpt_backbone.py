@@ -8,6 +8,7 @@ from keras_models.checks import check_positive_float, check_positive_int, check_
 from keras_models.layers.position_embedding import PositionEmbedding
 from keras_models.layers.reversible_embedding import ReversibleEmbedding
 from keras_models.layers.transformer_block import TransformerBlock
+from keras_models.transformers.presets import ConfigFromAttributes
 
 
 def check_gpt_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim, max_sequence_length,
@@ -27,7 +28,7 @@ def check_gpt_config(vocabulary_size, num_layers, num_heads, hidden_dim, interme
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class GPTBackbone(keras.Model):
+class GPTBackbone(ConfigFromAttributes, keras.Model):
     """GPT-2's network (Radford et al., 2019, "Language Models are Unsupervised Multitask Learners"),
     a functional `keras.Model`: token ids `(batch, steps)` to hidden states `(batch, steps, hidden_dim)`.
 
@@ -48,6 +49,9 @@ class GPTBackbone(keras.Model):
         layer_norm_epsilon: of every layer normalization.
         name: the model name and the prefix of every layer name.
     """
+
+    config_names = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                    "max_sequence_length", "dropout", "layer_norm_epsilon")
 
     def __init__(self, vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512,
                  max_sequence_length=256, dropout=0.0, layer_norm_epsilon=1e-5, name="gpt", **kwargs):
@@ -93,21 +97,3 @@ class GPTBackbone(keras.Model):
     @property
     def head_dim(self) -> int:
         return self.hidden_dim // self.num_heads
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

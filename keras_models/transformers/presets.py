@@ -1,4 +1,5 @@
-"""Presets as data: every transformer model resolves its configuration from a preset the same way."""
+"""Configurations as data: every transformer model resolves its configuration from a preset the same
+way (`resolve_config`), and its backbone writes that configuration back (`ConfigFromAttributes`)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,18 @@ def resolve_config(model: str, preset, presets: dict, default: dict, overrides: 
     config = {**default, **(presets[preset] if preset is not None else {})}
     config.update({key: value for key, value in overrides.items() if value is not None})
     return config
+
+
+class ConfigFromAttributes:
+    """`get_config` and `from_config` of a model whose constructor arguments are kept as attributes of
+    the same names, listed in `config_names` (besides Keras' `name` and `trainable`)."""
+
+    config_names: tuple[str, ...] = ()
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                **{name: getattr(self, name) for name in self.config_names}}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -18,6 +18,7 @@ from keras_models.layers.reversible_embedding import ReversibleEmbedding
 from keras_models.layers.rms_norm import RMSNorm
 from keras_models.layers.transformer_block import TransformerBlock
 from keras_models.layers.transformer_decoder_block import TransformerDecoderBlock
+from keras_models.transformers.presets import ConfigFromAttributes
 
 PADDING_ID = 0
 ACTIVATIONS = ("relu", "gelu")
@@ -82,7 +83,7 @@ def decode(parts, decoder_ids, encoder_outputs, source_mask, training=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class T5Backbone(keras.Model):
+class T5Backbone(ConfigFromAttributes, keras.Model):
     """T5's network (Raffel et al., 2020, "Exploring the Limits of Transfer Learning with a Unified
     Text-to-Text Transformer"), a functional `keras.Model`: `[source_ids, decoder_input_ids]` to the
     decoder's hidden states `(batch, target_steps, hidden_dim)`.
@@ -116,6 +117,11 @@ class T5Backbone(keras.Model):
         source_length: a fixed number of source steps (exported encoders need one); `None` takes any.
         name: the model name and the prefix of every layer name.
     """
+
+    config_names = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "key_value_dim",
+                    "dropout", "activation", "use_gated_activation", "layer_norm_epsilon",
+                    "tie_embedding_weights", "relative_attention_num_buckets",
+                    "relative_attention_max_distance", "source_length")
 
     def __init__(self, vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512,
                  key_value_dim=None, dropout=0.0, activation="relu", use_gated_activation=False,
@@ -186,27 +192,3 @@ class T5Backbone(keras.Model):
     def encode(self, source_ids, training=None):
         """The encoder alone: `(encoder_outputs (batch, source_steps, hidden_dim), source_mask)`."""
         return encode(self, keras.ops.convert_to_tensor(source_ids, dtype="int32"), training=training)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "key_value_dim": self.key_value_dim,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "use_gated_activation": self.use_gated_activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "tie_embedding_weights": self.tie_embedding_weights,
-            "relative_attention_num_buckets": self.relative_attention_num_buckets,
-            "relative_attention_max_distance": self.relative_attention_max_distance,
-            "source_length": self.source_length,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

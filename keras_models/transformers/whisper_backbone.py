@@ -13,6 +13,7 @@ from keras_models.layers.reversible_embedding import ReversibleEmbedding
 from keras_models.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_models.layers.transformer_block import TransformerBlock
 from keras_models.layers.transformer_decoder_block import TransformerDecoderBlock
+from keras_models.transformers.presets import ConfigFromAttributes
 
 PADDING_ID = 0
 
@@ -102,7 +103,7 @@ def decode(parts, decoder_ids, encoder_outputs, training=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class WhisperBackbone(keras.Model):
+class WhisperBackbone(ConfigFromAttributes, keras.Model):
     """Whisper's network (Radford et al., 2022, "Robust Speech Recognition via Large-Scale Weak
     Supervision"), a functional `keras.Model`: `[features, decoder_input_ids]` (log-mel features
     `(batch, max_encoder_sequence_length, num_mels)`, token ids `(batch, steps)`) to the decoder's
@@ -140,6 +141,10 @@ class WhisperBackbone(keras.Model):
         layer_norm_epsilon: of every layer normalization.
         name: the model name and the prefix of every layer name.
     """
+
+    config_names = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "num_mels",
+                    "max_encoder_sequence_length", "max_decoder_sequence_length", "dropout",
+                    "layer_norm_epsilon")
 
     def __init__(self, vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512,
                  num_mels=80, max_encoder_sequence_length=200, max_decoder_sequence_length=64, dropout=0.0,
@@ -183,23 +188,3 @@ class WhisperBackbone(keras.Model):
     def encode(self, features, training=None):
         """The encoder alone: features `(batch, frames, num_mels)` to `(batch, encoder_length, hidden_dim)`."""
         return encode(self, keras.ops.convert_to_tensor(features, dtype=self.compute_dtype), training=training)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "num_mels": self.num_mels,
-            "max_encoder_sequence_length": self.max_encoder_sequence_length,
-            "max_decoder_sequence_length": self.max_decoder_sequence_length,
-            "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -119,6 +119,8 @@ def _cmd_tour(args):
         raise SystemExit(f"error: {error}") from error
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"error: --epochs must be a positive integer; got {args.epochs}")
+    if args.seed < 0:
+        raise SystemExit(f"error: --seed must be a non-negative integer; got {args.seed}")
 
     import keras
 
@@ -131,6 +133,7 @@ def _cmd_tour(args):
         verbose=not args.quiet,
         xla={"on": True, "off": False, "default": None}[xla],
         epochs=args.epochs,
+        seed=args.seed,
     )
     return 0 if all(r.error is None for r in results) else 1
 
@@ -161,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         "torch.compile costs minutes per model on a CPU)",
     )
     tour.add_argument("--epochs", type=int, help="train each Keras model for this many epochs (a quick check)")
+    tour.add_argument("--seed", type=int, default=0,
+                      help="seed for the random generators, set before each model (default 0: the same table every run)")
     tour.set_defaults(func=_cmd_tour)
 
     exp = commands.add_parser("export", help="export a saved .keras model to TFLite and/or ONNX")

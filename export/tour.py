@@ -212,8 +212,16 @@ def _export_in_tensorflow(stems, verbose: bool) -> tuple[dict, str | None]:
         return json.loads(report.read_text()), None
 
 
-def _train(case, row: TourRow, verbose: bool, jit_compile, epochs):
-    """Runs `case`, fills `row` with what training gave; returns the `TourResult` or None."""
+def _train(case, row: TourRow, verbose: bool, jit_compile, epochs, seed: int | None = 0):
+    """Runs `case`, fills `row` with what training gave; returns the `TourResult` or None.
+
+    With a `seed`, Python's, NumPy's and the backend's random generators are seeded just before the
+    case, so a case's initial weights and shuffling do not depend on which cases ran before it.
+    """
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
     try:
         result = case.run(verbose, jit_compile, epochs)
     except ImportError as error:
@@ -247,6 +255,7 @@ def run_tour(
     verbose: bool = True,
     xla: bool | None = True,
     epochs: int | None = None,
+    seed: int | None = 0,
 ) -> list[TourRow]:
     """Runs the tour cases of `families` on the current Keras backend and prints the summary table.
 
@@ -258,6 +267,8 @@ def run_tour(
             TensorFlow, `jax.jit` on JAX, `torch.compile` on PyTorch), False does not, None takes the
             library's default for the family on this backend and device.
         epochs: train every Keras case for this many epochs instead of the demo's count (a quick check).
+        seed: seeds the random generators before each case, so that a tour on one backend and
+            machine gives the same table every time; None leaves them unseeded.
 
     Returns:
         One row per case. `tflite_diff` and `onnx_diff` are the largest absolute differences between
@@ -271,6 +282,8 @@ def run_tour(
     cases = tour_cases(families)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a positive integer or None; got epochs={epochs!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None; got seed={seed!r}.")
     backend = keras.backend.backend()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +296,7 @@ def run_tour(
         rows.append(row)
         stem = output_dir / f"{case.family}_{case.model_name}"
         try:
-            result = _train(case, row, verbose, xla, epochs)
+            result = _train(case, row, verbose, xla, epochs, seed)
             if result is not None:
                 if export_here:
                     _export_here(result, row, stem)

@@ -188,3 +188,19 @@ def test_export_generation_writes_parts_that_generate_like_the_saved_model(tmp_p
     np.testing.assert_array_equal(export.generate(tmp_path / "lm.tflite", prompts), model.generate(prompts, 12))
     with pytest.raises(SystemExit, match="--max-length applies only with --generation"):
         cli.main(["export", str(path), "--tflite", str(tmp_path / "x.tflite"), "--max-length", "5"])
+
+
+def test_tour_seeds_each_case_so_its_training_repeats_exactly():
+    from export.tour import TourRow, _train
+    from export.tour_cases import tour_cases
+
+    (case,) = tour_cases(["dense"])
+
+    def trained(seed):
+        return _train(case, TourRow("dense", "mlp"), False, False, 1, seed).model.get_weights()
+
+    first, again, other = trained(3), trained(3), trained(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.allclose(first[0], other[0])  # the seed, not a fixed initializer, decides the weights
+    with pytest.raises(ValueError, match="seed=-1"):
+        run_tour(families=["dense"], verbose=False, seed=-1)

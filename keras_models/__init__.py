@@ -14,9 +14,12 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_models.optimizer_group import OptimizerGroup
 from keras_models.registry import ModelInfo, build, get_model_info, list_models, register_model
 from keras_models.training import (
+    JitCompileWarning,
+    JitDecision,
     XLACompileError,
     assert_xla_compiled,
     compile_model,
+    decide_jit_compile,
     default_jit_compile,
     xla_step_report,
 )
@@ -33,12 +36,15 @@ _load()
 del _load
 
 __all__ = [
+    "JitCompileWarning",
+    "JitDecision",
     "ModelInfo",
     "OptimizerGroup",
     "XLACompileError",
     "assert_xla_compiled",
     "build",
     "compile_model",
+    "decide_jit_compile",
     "default_jit_compile",
     "get_model_info",
     "list_models",

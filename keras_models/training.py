@@ -1,10 +1,12 @@
 """Compiling models for training: whether `fit` compiles its step, on every backend, and the proof.
 
-Keras quietly turns `jit_compile=True` off when a layer declares `supports_jit = False`, and
-`jit_compile="auto"` means "no XLA" on a CPU-only TensorFlow machine. `resolve_jit_compile` makes the
-choice explicit: it takes the default of the family on this backend and device from
-`keras_models.families` (measured on TensorFlow, see BENCHMARKS.md), accepts an override, and raises
-instead of downgrading. `compile_model` and every model with its own `compile` go through it.
+Keras quietly turns `jit_compile=True` off when a layer declares `supports_jit = False` or TensorFlow's
+op determinism is on, and `jit_compile="auto"` means "no XLA" on a CPU-only TensorFlow machine.
+`decide_jit_compile` makes the choice explicit: it takes the default of the family on this backend and
+device from `keras_models.families` (measured, see BENCHMARKS.md), accepts an override, yields to what
+Keras can do in the user's context, and says what it chose and why (`model.jit_compile_reason`; a
+`JitCompileWarning` when an explicit `jit_compile=True` cannot be honoured). It never refuses to build.
+`compile_model` and every model with its own `compile` go through it.
 `xla_step_report` proves what it can about the step `fit()` runs: its HLO on TensorFlow and JAX, that it
 is `torch.compile`d on PyTorch.
 
@@ -13,8 +15,11 @@ TensorFlow is imported only on the TensorFlow backend.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import platform
 import types
+import warnings
 
 import keras
 
@@ -68,24 +73,87 @@ def layers_without_xla(model: keras.Model) -> list[str]:
     return [layer.name for layer in model._flatten_layers() if not layer.supports_jit]
 
 
-def resolve_jit_compile(model: keras.Model, jit_compile: bool | None, family: str | None, *,
-                        run_eagerly: bool = False) -> bool:
-    """The `jit_compile` to pass to `keras.Model.compile` for `model`, checked.
+class JitCompileWarning(UserWarning):
+    """`jit_compile=True` was asked for where Keras cannot compile the step; the model trains without."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JitDecision:
+    """What `decide_jit_compile` chose and why.
+
+    Attributes:
+        jit_compile: the value passed to `keras.Model.compile`.
+        reason: one sentence saying why, e.g. "TensorFlow op determinism is enabled ...".
+        requested: what the caller asked for (`True`, `False` or `None` for the default).
+    """
+
+    jit_compile: bool
+    reason: str
+    requested: bool | None = None
+
+
+def jit_blockers(model: keras.Model) -> list[str]:
+    """Why Keras would run `model`'s step without compiling it in this context, one reason per cause.
+
+    Keras (`keras.src.trainers.trainer.model_supports_jit`) turns `jit_compile=True` off when a layer
+    declares `supports_jit = False`, when TensorFlow's op determinism is enabled, and for TensorFlow on
+    an Apple-silicon GPU. An empty list means the step can be compiled.
+    """
+    reasons = []
+    blocking = layers_without_xla(model)
+    if blocking:
+        reasons.append(f"these layers do not support a compiled step: {blocking}")
+    if keras.backend.backend() == "tensorflow":
+        from tensorflow.python.framework.config import is_op_determinism_enabled
+
+        if is_op_determinism_enabled():
+            reasons.append("TensorFlow op determinism is enabled (tf.config.experimental.enable_op_determinism), "
+                           "and Keras runs no XLA under it")
+        if platform.system() == "Darwin" and "arm" in platform.processor().lower():
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                reasons.append("Keras runs no XLA for TensorFlow on an Apple-silicon GPU")
+    return reasons
+
+
+def _default_reason(family: str | None, value: bool) -> str:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        if has_accelerator():
+            return f"XLA {'on' if value else 'off'}: the default on a GPU or TPU"
+        whose = "a model of no family" if family is None else f"the {family!r} family"
+        return (f"XLA {'on' if value else 'off'}: the measured default of {whose} on a CPU-only "
+                f"TensorFlow machine (keras_models.families, BENCHMARKS.md)")
+    if backend == "jax":
+        return f"jax.jit {'on' if value else 'off'}: the default on JAX"
+    if backend == "torch":
+        return (f"torch.compile {'on' if value else 'off'}: the default on PyTorch "
+                f"(compiling costs minutes per model on a CPU)")
+    return f"no compiled step on the {backend} backend"
+
+
+def decide_jit_compile(model: keras.Model, jit_compile: bool | None, family: str | None, *,
+                       run_eagerly: bool = False, blockers=()) -> JitDecision:
+    """Whether `fit` compiles `model`'s step, chosen from what was asked and what Keras can do here.
 
     Args:
         model: the model about to be compiled.
-        jit_compile: `True` or `False` to force a compiled step on or off; `None` for
+        jit_compile: `True` or `False` to ask for a compiled step or not; `None` for
             `default_jit_compile(family)`.
         family: the model's family (a key of `keras_models.families.FAMILIES`) or `None`.
         run_eagerly: as for `keras.Model.compile`; an eager step is never compiled.
+        blockers: further reasons, from the model itself, why its step cannot be compiled here.
 
     Returns:
-        The value to compile with. The default yields to layers that declare `supports_jit = False`.
+        A `JitDecision`. A compiled step asked for (or defaulted to) where Keras cannot compile it, as
+        `jit_blockers` and `blockers` say (op determinism, layers, device), becomes an uncompiled step
+        whose reason names the cause; an explicit `jit_compile=True` then also warns
+        (`JitCompileWarning`). The model always builds.
 
     Raises:
         ValueError: `jit_compile` is not `True`, `False` or `None`; `jit_compile=True` with
             `run_eagerly=True`; an unknown `family`.
-        XLACompileError: `jit_compile=True` was asked for and layers of `model` cannot be compiled.
     """
     if not (jit_compile is None or isinstance(jit_compile, bool)):
         raise ValueError(f"jit_compile must be True, False or None; got jit_compile={jit_compile!r}.")
@@ -93,18 +161,32 @@ def resolve_jit_compile(model: keras.Model, jit_compile: bool | None, family: st
         raise ValueError("jit_compile=True cannot be combined with run_eagerly=True.")
     default = default_jit_compile(family)
     if run_eagerly:
-        return False
-    requested = default if jit_compile is None else jit_compile
-    if requested:
-        blocking = layers_without_xla(model)
-        if blocking:
-            if jit_compile is None:
-                return False  # the default yields to layers that cannot compile; explicit asks fail.
-            raise XLACompileError(
-                f"jit_compile=True was requested for {model.name!r} but these layers do not support "
-                f"it: {blocking}."
-            )
-    return requested
+        return JitDecision(False, "run_eagerly=True: the step runs eagerly", jit_compile)
+    if jit_compile is False:
+        return JitDecision(False, "jit_compile=False was asked for", jit_compile)
+    if jit_compile is None and not default:
+        return JitDecision(False, _default_reason(family, False), jit_compile)
+    reasons = [*jit_blockers(model), *blockers]
+    if reasons:
+        reason = f"not compiled: {'; '.join(reasons)}"
+        if jit_compile:
+            warnings.warn(f"jit_compile=True was asked for {model.name!r}, but {reason}. It trains without.",
+                          JitCompileWarning, stacklevel=3)
+        return JitDecision(False, reason, jit_compile)
+    if jit_compile:
+        return JitDecision(True, "jit_compile=True was asked for", jit_compile)
+    return JitDecision(True, _default_reason(family, True), jit_compile)
+
+
+def resolve_jit_compile(model: keras.Model, jit_compile: bool | None, family: str | None, *,
+                        run_eagerly: bool = False, blockers=()) -> bool:
+    """The `jit_compile` to pass to `keras.Model.compile` for `model`: `decide_jit_compile(...).jit_compile`.
+
+    The decision is also kept on the model as `model.jit_compile_reason`.
+    """
+    decision = decide_jit_compile(model, jit_compile, family, run_eagerly=run_eagerly, blockers=blockers)
+    model.jit_compile_reason = decision.reason
+    return decision.jit_compile
 
 
 def check_jit_compile_kept(model: keras.Model, requested: bool) -> None:

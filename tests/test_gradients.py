@@ -46,20 +46,23 @@ def test_two_optimizers_penalty_and_batch_statistics_match_hand_computed_updates
     assert result["history_keys"] == ["first_loss", "penalty"]
 
 
-def test_torch_compile_is_refused_for_gradient_penalties():
-    """torch.compile cannot take the double backward a gradient penalty needs: on PyTorch the default
-    trains such a GAN eagerly, and asking for torch.compile is an error that says why."""
+def test_torch_compile_is_declined_for_gradient_penalties():
+    """torch.compile cannot take the double backward a gradient penalty needs: on PyTorch such a GAN
+    trains eagerly by default, and asking for torch.compile builds it eagerly too, with a warning that
+    says why."""
     script = (
+        "import warnings\n"
         "import keras_models\n"
-        "from keras_models.training import XLACompileError\n"
         "gan = keras_models.build('wgan_gp', width=4)\n"
         "print('DEFAULT', gan.jit_compile)\n"
-        "try:\n"
-        "    keras_models.build('wgan_gp', width=4, jit_compile=True)\n"
-        "except XLACompileError as error:\n"
-        "    print('REFUSED', 'double backward' in str(error))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    asked = keras_models.build('wgan_gp', width=4, jit_compile=True)\n"
+        "print('ASKED', asked.jit_compile, 'double backward' in asked.jit_compile_reason)\n"
+        "print('WARNED', [w.category.__name__ for w in caught if 'double backward' in str(w.message)])\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(CASES.parent.parent)}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "DEFAULT False" in done.stdout, done.stderr[-2000:]
-    assert "REFUSED True" in done.stdout, done.stderr[-2000:]
+    assert "ASKED False True" in done.stdout, done.stderr[-2000:]
+    assert "WARNED ['JitCompileWarning']" in done.stdout, done.stderr[-2000:]

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -56,9 +57,10 @@ def test_silent_keras_downgrade_is_caught():
     with pytest.warns(UserWarning, match="jit_compile"):
         model.compile(loss="mse", jit_compile=True)
     assert model.jit_compile is False
-    # ...the library refuses, naming the layer.
-    with pytest.raises(keras_models.XLACompileError, match="stubborn"):
+    # ...the library builds without it too, but says so, naming the layer.
+    with pytest.warns(keras_models.JitCompileWarning, match="stubborn"):
         keras_models.compile_model(model, loss="mse", jit_compile=True)
+    assert model.jit_compile is False and "['stubborn']" in model.jit_compile_reason
     with pytest.raises(keras_models.XLACompileError, match="changed jit_compile from True to False"):
         training.check_jit_compile_kept(model, True)
     training.check_jit_compile_kept(model, False)  # what Keras kept
@@ -82,9 +84,12 @@ def test_resolve_jit_compile_validates_and_falls_back(monkeypatch):
     assert training.resolve_jit_compile(model, False, "gan") is False
     assert training.resolve_jit_compile(model, None, "gan", run_eagerly=True) is False
     blocked = _model(_NoJitDense(1, name="stubborn"))
-    assert training.resolve_jit_compile(blocked, None, "gan") is False  # the default yields
-    with pytest.raises(keras_models.XLACompileError, match=r"\['stubborn'\]"):
-        training.resolve_jit_compile(blocked, True, "cnn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default yields without a warning
+        assert training.resolve_jit_compile(blocked, None, "gan") is False
+    assert blocked.jit_compile_reason.startswith("not compiled: these layers do not support a compiled step")
+    with pytest.warns(keras_models.JitCompileWarning, match=r"\['stubborn'\]"):
+        assert training.resolve_jit_compile(blocked, True, "cnn") is False
 
 
 def test_default_follows_family_table(monkeypatch):
@@ -194,3 +199,50 @@ def test_xla_proof_takes_a_model_with_several_inputs():
     model.fit(x, np.zeros((4, 1), "float32"), verbose=0)
     report = keras_models.assert_xla_compiled(model, (x, np.zeros((4, 1), "float32")))
     assert report["step_jit_compile"] and report["hlo_instructions"] > 10
+
+
+_DETERMINISM_SCRIPT = textwrap.dedent("""
+    import json, warnings
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import keras_models
+
+    tf.config.experimental.enable_op_determinism()
+    images = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 1)).astype("float32")
+    out = {}
+
+    def trained(**kwargs):
+        keras.utils.set_random_seed(0)
+        gan = keras_models.build("dcgan", image_shape=(8, 8, 1), width=4, **kwargs)
+        gan.fit(images, epochs=1, batch_size=8, verbose=0, shuffle=False)
+        return gan
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        default = trained()
+        out["default"] = [default.jit_compile, default.jit_compile_reason, [str(w.message) for w in caught]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asked = trained(jit_compile=True)
+        out["asked"] = [asked.jit_compile, [(w.category.__name__, str(w.message)) for w in caught]]
+    again = trained(jit_compile=True)
+    out["bitwise_equal"] = all(np.array_equal(a, b) for a, b in zip(asked.get_weights(), again.get_weights()))
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def test_op_determinism_builds_without_xla_and_says_why():
+    """Keras runs no XLA under TensorFlow's op determinism: the GAN (XLA by default) builds and trains
+    without it, says why, warns only when XLA was asked for, and two seeded runs agree bit for bit."""
+    done = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))[len("RESULT"):])
+    jit, reason, default_warnings = out["default"]
+    assert jit is False and "op determinism" in reason
+    assert not [message for message in default_warnings if "jit_compile" in message]
+    jit, asked_warnings = out["asked"]
+    assert jit is False
+    assert [category for category, message in asked_warnings if "op determinism" in message] == ["JitCompileWarning"]
+    assert out["bitwise_equal"] is True

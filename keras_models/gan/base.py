@@ -15,7 +15,7 @@ from keras_models import gradients
 from keras_models.gan import losses
 from keras_models.generative import ImageGenerativeModel
 from keras_models.optimizer_group import OptimizerGroup
-from keras_models.training import XLACompileError, check_jit_compile_kept, resolve_jit_compile
+from keras_models.training import check_jit_compile_kept, resolve_jit_compile
 
 _PACKAGE = "keras_models"
 
@@ -152,17 +152,15 @@ class GAN(ImageGenerativeModel):
                 `keras_models.default_jit_compile("gan")` on this backend and device.
             run_eagerly, steps_per_execution: as for `keras.Model.compile`.
 
-        Raises:
-            XLACompileError: XLA was asked for explicitly and Keras would run without it.
+        Where the step cannot be compiled here (a gradient penalty on PyTorch, TensorFlow's op
+        determinism, ...) it trains uncompiled and says why in `jit_compile_reason`; an explicit
+        `jit_compile=True` also warns (`keras_models.training.JitCompileWarning`).
         """
-        requested = resolve_jit_compile(self, jit_compile, "gan", run_eagerly=run_eagerly)
-        if requested and keras.backend.backend() == "torch" and (self.gradient_penalty_weight or self.r1_weight):
-            if jit_compile:
-                raise XLACompileError(
-                    f"{self.name} takes a gradient penalty, a second derivative, which torch.compile cannot "
-                    "differentiate (no double backward through compiled graphs); use jit_compile=False on PyTorch."
-                )
-            requested = False
+        blockers = []
+        if keras.backend.backend() == "torch" and (self.gradient_penalty_weight or self.r1_weight):
+            blockers.append("the gradient penalty is a second derivative, which torch.compile cannot take "
+                            "(no double backward through compiled graphs)")
+        requested = resolve_jit_compile(self, jit_compile, "gan", run_eagerly=run_eagerly, blockers=blockers)
         d_optimizer = self._optimizer(d_optimizer, "d_optimizer")
         g_optimizer = self._optimizer(g_optimizer, "g_optimizer")
         if d_optimizer is g_optimizer:

@@ -219,9 +219,9 @@ def _train(case, row: TourRow, verbose: bool, jit_compile, epochs, seed: int | N
     case, so a case's initial weights and shuffling do not depend on which cases ran before it.
     """
     if seed is not None:
-        import keras
+        from keras_models.seeding import set_random_seed
 
-        keras.utils.set_random_seed(seed)
+        set_random_seed(seed)
     try:
         result = case.run(verbose, jit_compile, epochs)
     except ImportError as error:

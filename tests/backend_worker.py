@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 import traceback
@@ -28,6 +27,7 @@ import keras  # noqa: E402
 import model_cases  # noqa: E402
 
 import keras_models  # noqa: E402
+from keras_models.seeding import set_random_seed  # noqa: E402
 
 BATCH_SIZE = 8
 
@@ -65,23 +65,9 @@ def _fit_one_epoch(model, arguments, watched: dict):
     return losses
 
 
-def _seed(seed):
-    """Seeds weight initialization: Python's and NumPy's generators, and PyTorch's.
-
-    Not `keras.utils.set_random_seed`, which also imports TensorFlow to seed it: training under JAX or
-    PyTorch must not need TensorFlow.
-    """
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
-
-
 def run_case(case, out_dir: Path) -> dict:
     """Runs one case; returns what the TensorFlow side needs to know besides the saved files."""
-    _seed(0)
+    set_random_seed(0)
     built = case.build()
     report = {"kind": case.kind}
     if case.kind == model_cases.ESTIMATOR:

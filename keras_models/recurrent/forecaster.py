@@ -48,6 +48,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from keras_models.recurrent._common import check_positive_int, check_recurrent, recurrent_stack
+from keras_models.seeding import set_random_seed
 from keras_models.training import compile_model
 
 _DETRENDS = ("auto", "none", "linear", "difference")
@@ -162,7 +163,7 @@ class Forecaster(BaseEstimator):
         quantiles: the quantile levels the network learns, in (0, 1); `forecast_interval(alpha)` needs
             `alpha/2` and `1 - alpha/2` within their range.
         linear_skip: also feed the window straight to the output layer (a linear autoregressive path).
-        seed: seeds weights, dropout and shuffling (`keras.utils.set_random_seed`); the same seed and
+        seed: seeds weights, dropout and shuffling (`keras_models.seeding.set_random_seed`); the same seed and
             data give the same forecasts. `None` leaves the random state alone.
         jit_compile: `None` for the library's compile default on this backend and device, or a bool.
         verbose: Keras' `fit` verbosity.
@@ -277,7 +278,7 @@ class Forecaster(BaseEstimator):
                 f"least {needed}. Pass a smaller lookback or horizon, or a longer series."
             )
         if self.seed is not None:
-            keras.utils.set_random_seed(int(self.seed))
+            set_random_seed(int(self.seed))
 
         self.lookback_ = lookback
         self.n_obs_ = len(values)

@@ -21,13 +21,31 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["input_gradient", "minimize", "train_step"]
+__all__ = ["input_gradient", "minimize", "replica_share", "train_step"]
 
 
 def _split(result):
     if isinstance(result, (tuple, list)) and len(result) == 2:
         return result[0], result[1]
     return result, None
+
+
+def replica_share(loss):
+    """`loss` divided by the number of replicas of the current `tf.distribute` strategy.
+
+    Under `tf.distribute` (TensorFlow backend), every replica computes the loss of its slice of the
+    batch, Keras' optimizer sums the replicas' gradients, and Keras' trainer multiplies the reported
+    loss by the replica count. Keras' own `Loss` objects divide by that count; a hand-written
+    `compute_loss` (a mean over the replica's slice) returns `replica_share(loss)` to get the gradient
+    and the reported loss of the whole batch. The identity with one replica and on JAX (where
+    `keras.distribution` computes one loss over the global batch) and PyTorch.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * (1.0 / replicas)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -39,7 +57,8 @@ def _tf_minimize(loss_fn, variables, optimizer):
 
     with tf.GradientTape() as tape:
         loss, aux = _split(loss_fn())
-    gradients = tape.gradient(loss, variables)
+        share = replica_share(loss)  # the optimizer sums the replicas' gradients
+    gradients = tape.gradient(share, variables)
     optimizer.apply(gradients, variables)
     return loss, aux
 

@@ -97,7 +97,9 @@ def jit_blockers(model: keras.Model) -> list[str]:
 
     Keras (`keras.src.trainers.trainer.model_supports_jit`) turns `jit_compile=True` off when a layer
     declares `supports_jit = False`, when TensorFlow's op determinism is enabled, and for TensorFlow on
-    an Apple-silicon GPU. An empty list means the step can be compiled.
+    an Apple-silicon GPU. Under a `tf.distribute` strategy with several replicas Keras keeps the flag,
+    but its compiled step fails at the first batch (a plain `keras.Sequential` too, Keras 3.15 with
+    TensorFlow 2.21), so that context is a blocker as well. An empty list means the step can be compiled.
     """
     reasons = []
     blocking = layers_without_xla(model)
@@ -109,6 +111,12 @@ def jit_blockers(model: keras.Model) -> list[str]:
         if is_op_determinism_enabled():
             reasons.append("TensorFlow op determinism is enabled (tf.config.experimental.enable_op_determinism), "
                            "and Keras runs no XLA under it")
+        strategy = getattr(model, "distribute_strategy", None)
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            reasons.append(f"the model is distributed over {strategy.num_replicas_in_sync} replicas by "
+                           f"{type(strategy).__name__}, and Keras' XLA-compiled TensorFlow step cannot run "
+                           "there (each replica's compiled step reads the other devices' copies of the "
+                           "variables); keras.distribution on the JAX backend compiles data-parallel steps")
         if platform.system() == "Darwin" and "arm" in platform.processor().lower():
             import tensorflow as tf
 

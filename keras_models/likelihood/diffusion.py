@@ -24,6 +24,7 @@ from keras import ops
 
 from keras_models.checks import check_choice, check_count, check_images, check_labels, check_rate, check_shape
 from keras_models.generative import ImageGenerativeModel
+from keras_models.gradients import replica_share
 from keras_models.likelihood import diffusion_sampling, diffusion_unet, distributions
 from keras_models.likelihood.diffusion_schedules import PREDICTIONS, SCHEDULES, NoiseSchedule, split_prediction, training_target
 from keras_models.likelihood.vae import bits_per_dimension
@@ -196,7 +197,7 @@ class DiffusionModel(ImageGenerativeModel):
             self._update_ema()
         if self.losses:
             loss = loss + ops.sum(self.losses)
-        return loss
+        return replica_share(loss)  # the whole batch's loss under tf.distribute
 
     def _update_ema(self):
         count = ops.cast(self.ema_updates, "float32")

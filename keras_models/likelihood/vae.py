@@ -16,6 +16,7 @@ from keras import ops
 
 from keras_models.checks import check_count, check_images, check_labels
 from keras_models.generative import ImageGenerativeModel
+from keras_models.gradients import replica_share
 from keras_models.likelihood import distributions
 
 _PACKAGE = "keras_models"
@@ -190,7 +191,7 @@ class VAE(ImageGenerativeModel):
         self.kl_tracker.update_state(kl)
         if self.losses:
             loss = loss + ops.sum(self.losses)
-        return loss
+        return replica_share(loss)  # the whole batch's loss under tf.distribute
 
     # ---------------------------------------------------------------------------------------------
     # Training data: a conditional model's labels are inputs of both networks, so they travel with the

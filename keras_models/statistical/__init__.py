@@ -4,6 +4,7 @@
     >>> ols = LinearRegression().fit(X, y)          # or LinearRegression.from_formula("y ~ x1 + C(g)", df)
     >>> print(ols.summary())                        # statsmodels' OLS table, with our numbers
     >>> logit = LogisticRegression().fit_stream("data_dir/")   # exact MLE, streamed in chunks
+    >>> logit = DaskLogisticRegression().fit(frame, "y")      # the same fit over a Dask DataFrame's partitions
     >>> export.to_tflite(logit.to_keras(), "logit.tflite")
 
 Estimators follow scikit-learn's conventions (keyword-only arguments, `fit` returns self, learned
@@ -15,12 +16,15 @@ values end in `_`, `sklearn.base.clone` works); `summary()` returns a statsmodel
 from __future__ import annotations
 
 from keras_models.registry import register_model
+from keras_models.statistical.dask_fit import DaskLinearRegression, DaskLogisticRegression
 from keras_models.statistical.linear import LinearRegression
 from keras_models.statistical.logistic import LogisticRegression, MultinomialLogisticRegression
 from keras_models.statistical.results import ConvergenceWarning, PerfectSeparationError, SingularDesignError
 
 __all__ = [
     "ConvergenceWarning",
+    "DaskLinearRegression",
+    "DaskLogisticRegression",
     "LinearRegression",
     "LogisticRegression",
     "MultinomialLogisticRegression",

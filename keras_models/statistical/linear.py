@@ -110,21 +110,38 @@ class LinearRegression(StatisticalEstimator):
         wresid = r_hi + r_lo
         ssr = float(np.sum(r_hi * r_hi) + 2.0 * np.sum(r_hi * r_lo))
         k_constant = 1 if (design.intercept_name or _design.constant_columns(design.X)) else 0
-        df_resid = float(n - p)
-        df_model = float(p - k_constant)
-        scale = ssr / df_resid
-        cov = scale * inverse_gram
-        bse = np.sqrt(np.diag(cov))
         if k_constant:
             mean = np.average(y, weights=weights)
             tss = float(np.sum(weights * (y - mean) ** 2))
         else:
             tss = float(np.sum(weights * y * y))
+        self._set_statistics(design, y_name, n, beta, inverse_gram, ssr, tss, k_constant, qr, sweeps,
+                             log_weights=float(np.sum(np.log(weights))))
+        self.weights_ = weights
+        self.wresid_ = wresid
+        self.resid_ = wresid / root
+        self.fittedvalues_ = y - self.resid_
+        self._diagnostics = self._residual_diagnostics(wresid)
+        self._date = self._fit_time()
+        self.__dict__.pop("_summary_cache", None)
+
+    def _set_statistics(self, design, y_name, n, beta, inverse_gram, ssr, tss, k_constant, qr, sweeps, *,
+                        log_weights=0.0):
+        """Sets the fitted attributes every OLS fit has, from its estimates and sums of squares.
+
+        `tss` is centred when the model has a constant (`k_constant`); `log_weights` is the sum of the
+        logs of the weights (0 unweighted); `qr` is the scaled factorization of the (weighted) design.
+        """
+        p = len(design.names)
+        df_resid = float(n - p)
+        df_model = float(p - k_constant)
+        scale = ssr / df_resid
+        cov = scale * inverse_gram
+        bse = np.sqrt(np.diag(cov))
         rsquared = 1.0 - ssr / tss
         ess = tss - ssr
         fvalue = (ess / df_model) / scale if df_model > 0 else np.nan
-        llf = (-n / 2.0 * np.log(2 * np.pi) - n / 2.0 * np.log(ssr / n) - n / 2.0
-               + 0.5 * float(np.sum(np.log(weights))))
+        llf = -n / 2.0 * np.log(2 * np.pi) - n / 2.0 * np.log(ssr / n) - n / 2.0 + 0.5 * log_weights
         names = design.names
         statistic, pvalues, _, _ = parameter_inference(beta, bse, df_resid=df_resid)
         singular_values = np.linalg.svd(qr.R * qr.scale, compute_uv=False)  # those of wX
@@ -148,16 +165,9 @@ class LinearRegression(StatisticalEstimator):
         self.llf_ = llf
         self.aic_ = -2.0 * llf + 2.0 * (df_model + k_constant)
         self.bic_ = -2.0 * llf + np.log(n) * (df_model + k_constant)
-        self.weights_ = weights
-        self.wresid_ = wresid
-        self.resid_ = wresid / root
-        self.fittedvalues_ = y - self.resid_
         self.condition_number_ = float(singular_values[0] / singular_values[-1])
         self.scaled_condition_number_ = qr.cond
         self.refinement_sweeps_ = sweeps
-        self._diagnostics = self._residual_diagnostics(wresid)
-        self._date = self._fit_time()
-        self.__dict__.pop("_summary_cache", None)
 
     @staticmethod
     def _residual_diagnostics(wresid):

@@ -161,12 +161,13 @@ _FAMILY_LIST = (
         name="likelihood",
         module="keras_models.likelihood",
         description=("Likelihood-based generative models: variational autoencoders with TFP likelihoods, "
-                     "denoising diffusion (DDPM/DDIM)"),
+                     "denoising diffusion (DDPM/DDIM), autoregressive PixelCNN (exact likelihood)"),
         builds={MODEL: ("image_shape", "num_classes", "pixel_range", *_MODEL_ARGUMENTS)},
         returns=(
             "a keras.Model compiled with its own loss, ready for fit(x) or fit(x, labels): the VAEs' negative "
             "ELBO, with elbo(), log_likelihood() and generate(); ddpm's denoising loss, with generate() (DDIM "
-            "or DDPM, classifier-free guidance) and bits_per_dimension()"
+            "or DDPM, classifier-free guidance) and bits_per_dimension(); pixelcnn's exact negative "
+            "log-likelihood, with log_likelihood(), bits_per_dimension() and generate() (method='fast' | 'naive')"
         ),
         jit=JitDefaults(tensorflow_cpu=False),  # dense VAE: XLA x0.59 on CPU
     ),

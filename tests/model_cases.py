@@ -234,6 +234,10 @@ def _likelihood():
         ModelCase("ddpm", KERAS, {"image_shape": shape, "num_classes": NUM_CLASSES, "width": 8,
                                   "channel_multipliers": (1,), "groups": 4, "timesteps": 20, "prediction": "v"},
                   lambda: (_uniform(shape), _labels()), (COUNT, *shape)),
+        # the shipped network: images scaled to [-1, 1] and labels in, 256 logits per pixel out
+        ModelCase("pixelcnn", KERAS, {"image_shape": shape, "num_classes": NUM_CLASSES, "likelihood": "categorical",
+                                      "filters": 8, "num_layers": 2, "first_kernel_size": 3, "hidden_units": 8},
+                  labelled, (COUNT, *shape, 256)),
     ]
 
 

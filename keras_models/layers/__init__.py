@@ -6,6 +6,7 @@
 - `PixelShuffle`: sub-pixel upsampling, channels to space.
 - `ChannelLayout`: channels-last data to a channels-first network and back.
 - `unet`: the U-Net encoder-decoder with skip connections, as a block.
+- `MaskedConv2D`: a convolution masked to the pixels before the centre in raster order (PixelCNN).
 
 Transformer layers (the transformer family; encoder and encoder-decoder models build on them too):
 
@@ -33,6 +34,7 @@ from keras_models.layers.feed_forward import FeedForward
 from keras_models.layers.instance_normalization import InstanceNormalization
 from keras_models.layers.layout import ChannelLayout
 from keras_models.layers.log_mel_spectrogram import LogMelSpectrogram
+from keras_models.layers.masked_conv2d import MaskedConv2D
 from keras_models.layers.patch_embedding import PatchEmbedding
 from keras_models.layers.pixel_shuffle import PixelShuffle
 from keras_models.layers.position_embedding import PositionEmbedding
@@ -53,6 +55,7 @@ __all__ = [
     "FeedForward",
     "InstanceNormalization",
     "LogMelSpectrogram",
+    "MaskedConv2D",
     "PatchEmbedding",
     "PixelShuffle",
     "PositionEmbedding",

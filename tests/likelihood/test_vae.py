@@ -201,5 +201,5 @@ def test_bad_input_names_the_problem():
 
 def test_every_variant_is_registered_in_the_likelihood_family():
     registered = {info.name for info in keras_models.list_models(family="likelihood")}
-    assert registered == {"vae", "conditional_vae", "beta_vae", "ddpm"}
+    assert registered == {"vae", "conditional_vae", "beta_vae", "ddpm", "pixelcnn"}
     assert _tiny(jit_compile=None).jit_compile == keras_models.default_jit_compile("likelihood")

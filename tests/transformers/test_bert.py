@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from model_checks import check_model
 
+import export
 import keras_models
 from keras_models.text import BertPreprocessor, WordPieceTokenizer, attach_preprocessor, mask_tokens
 from keras_models.transformers import (
@@ -189,8 +190,10 @@ def test_masked_lm_learns_a_real_corpus_below_its_unigram_entropy():
     assert loss < 0.75 * unigram_entropy and accuracy > 0.15
 
 
-def test_classifier_learns_which_help_topic_a_paragraph_comes_from():
-    # Paragraphs of two of Python's help topics (pdb and str methods); 40 held out. Chance is 60%.
+@pytest.fixture(scope="module")
+def help_topics():
+    """A BERT classifier trained on paragraphs of two of Python's help topics (pdb and str methods), and
+    its 40 held-out paragraphs, preprocessed. Chance is 60%."""
     from pydoc_data.topics import topics
 
     def paragraphs(topic):
@@ -206,8 +209,34 @@ def test_classifier_learns_which_help_topic_a_paragraph_comes_from():
     model = keras_models.build("bert_classifier", num_classes=2, vocabulary_size=tokenizer.vocabulary_size,
                                num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=48)
     model.fit(preprocessor([texts[i] for i in train]), labels[train], epochs=8, batch_size=16, verbose=0)
-    _, accuracy = model.evaluate(preprocessor([texts[i] for i in test]), labels[test], verbose=0)
+    return model, preprocessor([texts[i] for i in test]), labels[test]
+
+
+def test_classifier_learns_which_help_topic_a_paragraph_comes_from(help_topics):
+    model, x_test, y_test = help_topics
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     assert accuracy >= 0.85
+
+
+@pytest.mark.slow
+def test_dynamic_range_int8_keeps_the_classifier_within_one_point(help_topics, tmp_path):
+    model, x_test, y_test = help_topics
+    accuracies, sizes = {}, {}
+    for quantization in (None, "dynamic"):
+        report = export.to_tflite(model, tmp_path / f"bert_{quantization}.tflite", quantization=quantization)
+        (probabilities,) = export.run_artifact(report.path, x_test)
+        accuracies[quantization] = float(np.mean(np.argmax(probabilities, axis=-1) == y_test))
+        sizes[quantization] = report.size_bytes
+    keras_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), axis=-1) == y_test))
+    assert accuracies[None] == keras_accuracy
+    assert abs(accuracies["dynamic"] - accuracies[None]) <= 0.01  # on 40 paragraphs: no prediction changes
+    # The token table (the largest weight) is stored as int8; tensors under 1,024 values stay float32.
+    from ai_edge_litert.interpreter import Interpreter
+
+    tensors = Interpreter(model_path=str(tmp_path / "bert_dynamic.tflite")).get_tensor_details()
+    table = (model.backbone.vocabulary_size, model.backbone.hidden_dim)
+    assert [t["dtype"] for t in tensors if tuple(t["shape"]) == table] == [np.int8]
+    assert sizes["dynamic"] < 0.6 * sizes[None]
 
 
 # -- configuration, saving and export -----------------------------------------------------------------------

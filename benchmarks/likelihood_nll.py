@@ -36,14 +36,13 @@ import platform
 import shlex
 import sys
 import time
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-from recurrent_quality import footer, markdown_table, mnist_5k  # noqa: E402
+from recurrent_quality import logged_run, markdown_table, mnist_5k  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -234,21 +233,7 @@ def parse(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    warnings.filterwarnings("ignore")
-    out = []
-
-    def log(line):
-        print(line, flush=True)
-        out.append(line)
-
-    start = time.perf_counter()
-    run(args, log)
-    log("\n" + footer("likelihood_nll", start))
-    if args.output:
-        from keras_models.files import atomic_write
-
-        with atomic_write(args.output) as path:
-            path.write_text("\n".join(out) + "\n")
+    logged_run(lambda log: run(args, log), args.output, "likelihood_nll")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,27 @@ def footer(part, start):
     return f"{part}: {seconds:.0f} s in all; load average (1 min) at the end: {os.getloadavg()[0]:.1f}."
 
 
+def logged_run(body, output=None, name=None):
+    """Runs `body(log)`, where `log(line)` prints a line at once and keeps it; ends with `footer(name)`
+    (unless `name` is None) and writes the lines to `output` (atomically) when given."""
+    warnings.filterwarnings("ignore")
+    lines = []
+
+    def log(line):
+        print(line, flush=True)
+        lines.append(line)
+
+    start = time.perf_counter()
+    body(log)
+    if name is not None:
+        log("\n" + footer(name, start))
+    if output:
+        from keras_models.files import atomic_write
+
+        with atomic_write(output) as path:
+            path.write_text("\n".join(lines) + "\n")
+
+
 def markdown_table(columns, rows):
     """A markdown table; a column whose name ends in ':' is right-aligned (the ':' is dropped)."""
     names = [name.rstrip(":") for name in columns]
@@ -513,22 +534,14 @@ def parse(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    warnings.filterwarnings("ignore")
-    out = []
 
-    def log(line):
-        print(line, flush=True)
-        out.append(line)
+    def body(log):
+        for part in args.parts or list(PARTS):
+            start = time.perf_counter()
+            PARTS[part](args, log)
+            log("\n" + footer(part, start))
 
-    for part in args.parts or list(PARTS):
-        start = time.perf_counter()
-        PARTS[part](args, log)
-        log("\n" + footer(part, start))
-    if args.output:
-        from keras_models.files import atomic_write
-
-        with atomic_write(args.output) as path:
-            path.write_text("\n".join(out) + "\n")
+    logged_run(body, args.output)
 
 
 if __name__ == "__main__":

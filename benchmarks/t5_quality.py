@@ -25,7 +25,6 @@ import os
 import shlex
 import sys
 import time
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,6 +40,7 @@ from keras_models.recurrent.seq2seq import END_ID  # noqa: E402
 from recurrent_quality import (  # noqa: E402
     error_rates,
     g2p_split,
+    logged_run,
     generate,
     length_batches,
     markdown_table,
@@ -183,23 +183,13 @@ def parse(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    warnings.filterwarnings("ignore")
-    out = []
 
-    def log(line):
-        print(line, flush=True)
-        out.append(line)
+    def body(log):
+        log(f"### T5 on grapheme-to-phoneme\n\nCommand: `{COMMAND} {shlex.join(argv)}`. "
+            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
+        run(args, log)
 
-    start = time.perf_counter()
-    log(f"### T5 on grapheme-to-phoneme\n\nCommand: `{COMMAND} {shlex.join(argv)}`. "
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
-    run(args, log)
-    log(f"\n{time.perf_counter() - start:.0f} s in all; load average (1 min) at the end: {os.getloadavg()[0]:.1f}.")
-    if args.output:
-        from keras_models.files import atomic_write
-
-        with atomic_write(args.output) as path:
-            path.write_text("\n".join(out) + "\n")
+    logged_run(body, args.output, "t5_quality")
 
 
 if __name__ == "__main__":

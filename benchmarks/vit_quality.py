@@ -30,11 +30,10 @@ import platform
 import shlex
 import sys
 import time
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from recurrent_quality import footer, markdown_table, mnist_5k  # noqa: E402
+from recurrent_quality import logged_run, markdown_table, mnist_5k  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -182,21 +181,7 @@ def parse(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    warnings.filterwarnings("ignore")
-    out = []
-
-    def log(line):
-        print(line, flush=True)
-        out.append(line)
-
-    start = time.perf_counter()
-    run(args, log)
-    log("\n" + footer("vit_quality", start))
-    if args.output:
-        from keras_models.files import atomic_write
-
-        with atomic_write(args.output) as path:
-            path.write_text("\n".join(out) + "\n")
+    logged_run(lambda log: run(args, log), args.output, "vit_quality")
 
 
 if __name__ == "__main__":

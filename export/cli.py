@@ -193,10 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     lst = commands.add_parser("list", help="list the models keras_models.build knows")
     lst.add_argument("--family", help="only this family")
     lst.set_defaults(func=_cmd_list)
+
+    commands.add_parser(
+        "launch", add_help=False,
+        help="run a training script as several local processes joined by jax.distributed "
+             "(keras-models launch --help)")
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["launch"]:  # its own parser: everything after the script goes to the script
+        from keras_models.distributed.launcher import main as launch_main
+
+        return launch_main(argv[1:], prog="keras-models launch")
     args = build_parser().parse_args(argv)
     return args.func(args) or 0
 

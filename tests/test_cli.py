@@ -204,3 +204,13 @@ def test_tour_seeds_each_case_so_its_training_repeats_exactly():
     assert not np.allclose(first[0], other[0])  # the seed, not a fixed initializer, decides the weights
     with pytest.raises(ValueError, match="seed=-1"):
         run_tour(families=["dense"], verbose=False, seed=-1)
+
+
+def test_launch_is_the_distributed_launcher(capsys):
+    """`keras-models launch` hands everything after it to `keras_models.distributed.launcher.main`."""
+    with pytest.raises(SystemExit):
+        cli.main(["launch", "--processes", "0", "train.py"])
+    assert "processes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["launch", "--help"])
+    assert caught.value.code == 0 and "--devices-per-process" in capsys.readouterr().out

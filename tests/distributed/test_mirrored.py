@@ -37,11 +37,11 @@ def _check_trained(results, names):
 
 
 def test_families_train_on_two_replicas_as_on_one_device():
-    names = ["mlp", "dcgan", "vae", "gpt_causal_lm"]
+    names = ["mlp", "dcgan", "vae"]
     results = _run(names)
     _check_trained(results, names)
     cases = results["cases"]
-    assert cases["mlp"]["max_weight_difference"] <= 1e-5 and cases["gpt_causal_lm"]["max_weight_difference"] <= 1e-5
+    assert cases["mlp"]["max_weight_difference"] <= 1e-5
     # The GAN compiles with XLA by default on a CPU; under two replicas Keras cannot, and it says so.
     assert cases["dcgan"]["jit_compile"] is False and "MirroredStrategy" in cases["dcgan"]["reason"]
     # The ELBO is the whole batch's: the reported loss is its two terms' sum, not twice it.
@@ -54,8 +54,9 @@ def test_families_train_on_two_replicas_as_on_one_device():
 
 @pytest.mark.slow
 def test_every_other_keras_family_trains_on_two_replicas():
-    names = ["simple_cnn", "resnet18", "wgan_gp", "rnn_classifier", "ddpm", "pixelcnn", "bert_classifier",
+    names = ["simple_cnn", "resnet18", "wgan_gp", "rnn_classifier", "gpt_causal_lm", "ddpm", "pixelcnn", "bert_classifier",
              "t5_seq2seq_lm", "vit_classifier", "whisper_speech_to_text"]
     results = _run(names)
     _check_trained(results, names)
     assert results["cases"]["rnn_classifier"]["max_weight_difference"] <= 1e-5
+    assert results["cases"]["gpt_causal_lm"]["max_weight_difference"] <= 1e-5

@@ -145,11 +145,15 @@ class RefinedQR:
         (r_hi, r_lo), (x_hi, x_lo) = self.solve_augmented(y, np.zeros(self.X.shape[1]), refine=refine)
         return (x_hi + x_lo)[:, 0] / self.scale, r_hi[:, 0], r_lo[:, 0]
 
+    def _zero_rhs(self, columns):
+        """The right-hand side b = 0 with `columns` columns, as `solve_augmented` takes it."""
+        return np.zeros((self.X.shape[0], columns))
+
     def inverse_gram(self, *, refine=True):
         """`(X^T X)^{-1}` (p, p) for the unscaled design, refined like the coefficients."""
-        n, p = self.X.shape
+        p = self.R.shape[0]
         if refine:
-            _, (x_hi, x_lo) = self.solve_augmented(np.zeros((n, p)), -np.eye(p), refine=True)
+            _, (x_hi, x_lo) = self.solve_augmented(self._zero_rhs(p), -np.eye(p), refine=True)
             inverse = x_hi + x_lo
             inverse = (inverse + inverse.T) / 2.0
         else:

@@ -40,7 +40,14 @@ import scipy.stats
 
 from keras_models.statistical import _design, _extended
 from keras_models.statistical._design import as_features, as_target
-from keras_models.statistical._extended import _add_dd, accurate_sum, dependent_columns, residual_dd, two_product
+from keras_models.statistical._extended import (
+    RefinedQR,
+    _add_dd,
+    accurate_sum,
+    dependent_columns,
+    residual_dd,
+    two_product,
+)
 from keras_models.statistical.linear import _REFINE, LinearRegression
 from keras_models.statistical.logistic import LogisticRegression, newton
 from keras_models.statistical.results import PerfectSeparationError, SingularDesignError, parameter_inference
@@ -508,17 +515,10 @@ class _TallSkinnyQR:
         residuals, (x_hi, x_lo) = self.solve_augmented("y", np.zeros(self.R.shape[0]), refine=refine)
         return (x_hi + x_lo)[:, 0] / self.scale, residuals
 
-    def inverse_gram(self, *, refine=True):
-        """`(X'X)^{-1}` (p, p) of the unscaled design, as `RefinedQR.inverse_gram`."""
-        p = self.R.shape[0]
-        if refine:
-            _, (x_hi, x_lo) = self.solve_augmented("zeros", -np.eye(p), refine=True)
-            inverse = x_hi + x_lo
-            inverse = (inverse + inverse.T) / 2.0
-        else:
-            r_inv = scipy.linalg.solve_triangular(self.R, np.eye(p))
-            inverse = r_inv @ r_inv.T
-        return inverse / np.outer(self.scale, self.scale)
+    def _zero_rhs(self, columns):
+        return "zeros"  # each partition makes its own b = 0 with one column per column of the design
+
+    inverse_gram = RefinedQR.inverse_gram  # `(X'X)^{-1}` (p, p) of the unscaled design
 
 
 def _residual_sums(block, residual, y_center):

@@ -84,6 +84,25 @@ class ImageGenerativeModel(keras.Model):
         elif y is not None and as_array(y) is not None:
             raise ValueError(f"{self.name} is unconditional: call fit(images) without labels.")
 
+    def checked_examples(self, images, labels, what="images", missing_labels=None):
+        """`images` as float32 numpy and `labels` as int32 `(n,)` (or `None`), checked against the
+        model: shape and `pixel_range`, labels only for a conditional model and then one per image.
+
+        A conditional model given no labels raises, unless `missing_labels` (a label) stands in for them.
+        """
+        images = np.asarray(images)
+        check_images(images, self.image_shape, self.pixel_range, what)
+        images = images.astype(np.float32)
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError(f"{self.name} is unconditional; call it without labels.")
+            return images, None
+        if labels is None:
+            if missing_labels is None:
+                raise ValueError(f"{self.name} is conditional on {self.num_classes} classes: pass labels.")
+            return images, np.full((len(images),), missing_labels, np.int32)
+        return images, check_labels(labels, self.num_classes, len(images))
+
     def unpack_images(self, data):
         """`(images, labels)` of a training batch; labels are int32 `(batch,)` or `None`."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

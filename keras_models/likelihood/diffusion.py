@@ -22,7 +22,7 @@ from scipy import special
 import keras
 from keras import ops
 
-from keras_models.checks import check_choice, check_count, check_images, check_labels, check_rate, check_shape
+from keras_models.checks import check_choice, check_count, check_rate, check_shape
 from keras_models.generative import ImageGenerativeModel
 from keras_models.gradients import replica_share
 from keras_models.likelihood import diffusion_sampling, diffusion_unet, distributions
@@ -223,18 +223,6 @@ class DiffusionModel(ImageGenerativeModel):
                                        None if labels is None else np.asarray(labels, np.int32))
         return np.asarray(keras.ops.convert_to_numpy(self._predict(inputs)), np.float32)
 
-    def _checked(self, images, labels, what="images"):
-        images = np.asarray(images)
-        check_images(images, self.image_shape, self.pixel_range, what)
-        images = images.astype(np.float32)
-        if self.num_classes is None:
-            if labels is not None:
-                raise ValueError(f"{self.name} is unconditional; call it without labels.")
-            return images, None
-        if labels is None:
-            return images, np.full((len(images),), self.null_label, np.int32)
-        return images, check_labels(labels, self.num_classes, len(images))
-
     def _sampler_options(self, steps, guidance, sampler, eta):
         check_choice(sampler, diffusion_sampling.SAMPLERS, "sampler")
         if sampler == "ddim":
@@ -291,7 +279,7 @@ class DiffusionModel(ImageGenerativeModel):
         """DDIM's deterministic latents `x_T` of `images` (Song et al., 2021): `generate_from_latents`
         maps them back to the images, so paths between them (`interpolate(start=..., end=...)`)
         pass through images of the model. Returns float32 `(n, latent_dim)`."""
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels, missing_labels=self.null_label)
         self.schedule.sampling_timesteps(steps)
         latents = diffusion_sampling.ddim_encode(self.denoise, self.schedule, self.to_unit(images.astype(np.float64)),
                                                  labels, steps=steps, prediction=self.prediction,
@@ -313,7 +301,7 @@ class DiffusionModel(ImageGenerativeModel):
         Returns:
             float64 `(n,)`; with `return_terms`, also `(prior (n,), per-timestep terms (n, T))`.
         """
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels, missing_labels=self.null_label)
         schedule = self.schedule
         x0 = np.asarray(keras.ops.convert_to_numpy(distributions.to_unit_interval(images, self.pixel_range)), np.float64)
         rng = np.random.default_rng(seed)

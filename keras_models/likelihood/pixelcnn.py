@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.checks import check_choice, check_count, check_images, check_labels, check_shape
+from keras_models.checks import check_choice, check_count, check_shape
 from keras_models.generative import ImageGenerativeModel
 from keras_models.gradients import replica_share
 from keras_models.likelihood import distributions
@@ -255,22 +255,10 @@ class PixelCNN(ImageGenerativeModel):
     # ---------------------------------------------------------------------------------------------
     # Exact likelihoods
 
-    def _checked(self, images, labels):
-        images = np.asarray(images)
-        check_images(images, self.image_shape, self.pixel_range, "images")
-        images = images.astype(np.float32)
-        if self.num_classes is None:
-            if labels is not None:
-                raise ValueError(f"{self.name} is unconditional; call it without labels.")
-            return images, None
-        if labels is None:
-            raise ValueError(f"{self.name} is conditional on {self.num_classes} classes: pass labels.")
-        return images, check_labels(labels, self.num_classes, len(images))
-
     def logits(self, images, labels=None, batch_size=256):
         """The network's logits on `images` (and labels) as float32 numpy: `(n, h, w, c)` (Bernoulli)
         or `(n, h, w, c, 256)` (categorical)."""
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels)
         values = np.asarray(ops.convert_to_numpy(self.network_inputs(images)), np.float32)
         return self.run_network(self.network, [values, labels] if labels is not None else values,
                                 check_count(batch_size, "batch_size"))
@@ -283,7 +271,7 @@ class PixelCNN(ImageGenerativeModel):
             float64 numpy `(n,)`.
         """
         batch_size = check_count(batch_size, "batch_size")
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels)
         parts = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.checks import check_count, check_images, check_labels
+from keras_models.checks import check_count
 from keras_models.generative import ImageGenerativeModel
 from keras_models.gradients import replica_share
 from keras_models.likelihood import distributions
@@ -219,23 +219,10 @@ class VAE(ImageGenerativeModel):
     # ---------------------------------------------------------------------------------------------
     # Likelihoods per example, in nats
 
-    def _checked(self, images, labels):
-        """Images as float32 numpy and labels as int32 (or `None`), checked against the model."""
-        images = np.asarray(images)
-        check_images(images, self.image_shape, self.pixel_range, "images")
-        images = images.astype(np.float32)
-        if self.num_classes is None:
-            if labels is not None:
-                raise ValueError(f"{self.name} is unconditional; call it without labels.")
-            return images, None
-        if labels is None:
-            raise ValueError(f"{self.name} is conditional on {self.num_classes} classes: pass labels.")
-        return images, check_labels(labels, self.num_classes, len(images))
-
     def _per_example(self, images, labels, num_samples, seed, batch_size, reduce):
         num_samples = check_count(num_samples, "num_samples")
         batch_size = check_count(batch_size, "batch_size")
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels)
         rng = np.random.default_rng(seed)
         parts = []
         for start in range(0, len(images), batch_size):
@@ -320,12 +307,12 @@ class VAE(ImageGenerativeModel):
 
     def reconstruct(self, images, labels=None):
         """The decoder's mean image at the posterior mean of each image, numpy in `pixel_range`."""
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels)
         return self.run_network(self, [images, labels] if labels is not None else images)
 
     def encode(self, images, labels=None):
         """`(mean, log_variance)` of q(z | x) per image, numpy `(n, latent_dim)` each."""
-        images, labels = self._checked(images, labels)
+        images, labels = self.checked_examples(images, labels)
         return tuple(keras.ops.convert_to_numpy(o) for o in self.posterior(images, labels))
 
     def traverse(self, dimension, values=None, start=None, labels=None, seed=None):

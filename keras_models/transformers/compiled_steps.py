@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import keras
 
+from keras_models import checks
 from keras_models.training import default_jit_compile
+
+
+def checked_task_name(backbone, backbone_class, start_id, end_id, name, suffix):
+    """Checks an encoder-decoder task's backbone and special ids; returns the task's name (`name`, or
+    the backbone's name plus `suffix`)."""
+    if not isinstance(backbone, backbone_class):
+        raise ValueError(f"backbone must be a {backbone_class.__name__}; got {type(backbone).__name__}.")
+    checks.check_special_ids(start_id, end_id, backbone.vocabulary_size)
+    return backbone.name + suffix if name is None else name
 
 
 class CompiledSteps:

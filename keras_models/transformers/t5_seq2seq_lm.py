@@ -10,7 +10,7 @@ from keras_models import checks
 from keras_models.checks import CheckedModel, as_array
 from keras_models.recurrent.seq2seq import END_ID, START_ID
 from keras_models.sampling import check_sampling, decode, no_gradients
-from keras_models.transformers.compiled_steps import CompiledSteps
+from keras_models.transformers.compiled_steps import CompiledSteps, checked_task_name
 from keras_models.transformers.t5_backbone import PADDING_ID
 
 FAMILY = "transformer"
@@ -56,10 +56,7 @@ class T5Seq2SeqLM(CompiledSteps, CheckedModel):
     def __init__(self, backbone, start_id=START_ID, end_id=END_ID, name=None, **kwargs):
         from keras_models.transformers.t5_backbone import T5Backbone
 
-        if not isinstance(backbone, T5Backbone):
-            raise ValueError(f"backbone must be a T5Backbone; got {type(backbone).__name__}.")
-        checks.check_special_ids(start_id, end_id, backbone.vocabulary_size)
-        name = backbone.name + "_seq2seq_lm" if name is None else name
+        name = checked_task_name(backbone, T5Backbone, start_id, end_id, name, "_seq2seq_lm")
         if backbone.tie_embedding_weights:
             head = keras.layers.Rescaling(backbone.hidden_dim ** -0.5, name=name + "_output_scale")
         else:

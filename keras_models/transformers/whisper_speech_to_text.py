@@ -12,7 +12,7 @@ from keras_models.checks import CheckedModel, as_array
 from keras_models.layers.log_mel_spectrogram import LogMelSpectrogram
 from keras_models.recurrent.seq2seq import END_ID, START_ID, teacher_forcing_pairs
 from keras_models.sampling import check_sampling, decode, no_gradients
-from keras_models.transformers.compiled_steps import CompiledSteps
+from keras_models.transformers.compiled_steps import CompiledSteps, checked_task_name
 from keras_models.transformers.whisper_backbone import PADDING_ID
 
 FAMILY = "transformer"
@@ -111,10 +111,7 @@ class WhisperSpeechToText(CompiledSteps, CheckedModel):
     def __init__(self, backbone, start_id=START_ID, end_id=END_ID, name=None, **kwargs):
         from keras_models.transformers.whisper_backbone import WhisperBackbone
 
-        if not isinstance(backbone, WhisperBackbone):
-            raise ValueError(f"backbone must be a WhisperBackbone; got {type(backbone).__name__}.")
-        checks.check_special_ids(start_id, end_id, backbone.vocabulary_size)
-        name = backbone.name + "_speech_to_text" if name is None else name
+        name = checked_task_name(backbone, WhisperBackbone, start_id, end_id, name, "_speech_to_text")
         num_samples = HOP_LENGTH * backbone.max_encoder_sequence_length
         log_mel = LogMelSpectrogram(num_mels=backbone.num_mels, sample_rate=SAMPLE_RATE, n_fft=N_FFT,
                                     hop_length=HOP_LENGTH, name=name + "_log_mel")

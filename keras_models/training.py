@@ -113,10 +113,18 @@ def jit_blockers(model: keras.Model) -> list[str]:
                            "and Keras runs no XLA under it")
         strategy = getattr(model, "distribute_strategy", None)
         if strategy is not None and strategy.num_replicas_in_sync > 1:
+            name = type(strategy).__name__
+            if strategy.extended._in_multi_worker_mode():
+                name = "MultiWorkerMirroredStrategy"
+                why = ("TensorFlow's XLA compiles no cross-worker collectives on CPU devices (\"Collectives are "
+                       "not yet implemented for CPU devices when compiling with XLA\"), and a compiled "
+                       "multi-worker step is untested on GPUs")
+            else:
+                why = ("Keras' XLA-compiled TensorFlow step cannot run there (each replica's compiled step "
+                       "reads the other devices' copies of the variables)")
             reasons.append(f"the model is distributed over {strategy.num_replicas_in_sync} replicas by "
-                           f"{type(strategy).__name__}, and Keras' XLA-compiled TensorFlow step cannot run "
-                           "there (each replica's compiled step reads the other devices' copies of the "
-                           "variables); keras.distribution on the JAX backend compiles data-parallel steps")
+                           f"{name}: {why}; keras.distribution on the JAX backend compiles "
+                           "data-parallel steps")
         if platform.system() == "Darwin" and "arm" in platform.processor().lower():
             import tensorflow as tf
 

@@ -8,17 +8,22 @@
   are those of one process.
 - `transformer_layout_map(mesh)`, `transformer_model_parallel(model_devices)`: the transformers'
   kernels sharded over a "model" mesh axis.
+- `multi_worker_strategy()`: `tf.distribute.MultiWorkerMirroredStrategy` on the TensorFlow backend, with
+  the two mends Keras 3's `fit` needs under it (`launch(..., backend="tensorflow")` starts the workers).
 - `StepBackupAndRestore(backup_dir, save_freq=N)`: backups every N steps, written atomically, from
   which a killed run resumes at the exact step (any backend, one process or several).
 
 Only Keras' JAX backend spans devices and processes this way; PyTorch-backend training stays
-single-process and TensorFlow has `tf.distribute`. Nothing here imports JAX until it is called.
+single-process and TensorFlow has `tf.distribute`. Nothing here imports JAX or TensorFlow until it is
+called.
 """
 
 from keras_models.distributed.backup import CorruptBackupError, CorruptBackupWarning, StepBackupAndRestore
 from keras_models.distributed.launcher import ProcessResult, WorkerFailed, free_port, launch
 from keras_models.distributed.layouts import transformer_layout_map, transformer_model_parallel
+from keras_models.distributed.tf_multi_worker import multi_worker_strategy
 from keras_models.distributed.worker import initialize, process_count, process_index, process_rows
 
-__all__ = ["CorruptBackupError", "CorruptBackupWarning", "ProcessResult", "StepBackupAndRestore", "WorkerFailed", "free_port", "initialize", "launch", "process_count", "process_index",
+__all__ = ["CorruptBackupError", "CorruptBackupWarning", "ProcessResult", "StepBackupAndRestore", "WorkerFailed", "free_port", "initialize", "launch", "multi_worker_strategy", "process_count",
+           "process_index",
            "process_rows", "transformer_layout_map", "transformer_model_parallel"]

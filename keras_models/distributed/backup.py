@@ -138,7 +138,7 @@ def _data_random_state() -> dict:
     if keras.backend.backend() == "torch":
         import torch
 
-        state["torch"] = torch.get_rng_state().numpy().copy()
+        state["torch"] = _torch_generator_state()
     return state
 
 
@@ -149,9 +149,19 @@ def _set_data_random_state(state: dict) -> None:
     np.random.set_state(("MT19937", numpy["keys"], numpy["position"], numpy["has_gauss"],
                          numpy["cached_gaussian"]))
     if "torch" in state and keras.backend.backend() == "torch":
-        import torch
+        _set_torch_generator_state(state["torch"])
 
-        torch.set_rng_state(torch.from_numpy(np.asarray(state["torch"], np.uint8)))
+
+def _torch_generator_state() -> np.ndarray:
+    import torch
+
+    return torch.get_rng_state().numpy().copy()
+
+
+def _set_torch_generator_state(state) -> None:
+    import torch
+
+    torch.set_rng_state(torch.from_numpy(np.asarray(state, np.uint8)))
 
 
 def _digest(array: np.ndarray) -> str:
@@ -276,6 +286,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.restored = None
         self._pending = None  # what on_epoch_begin must restore: (epoch, step, data_random_state, metrics)
         self._pending_metrics = None  # (manifest, values) of the metrics, until they are built
+        self._pending_torch_step = None  # torch's global generator after the last trained batch
         self._epoch = 0
         self._step = 0  # batches of the current epoch trained (or skipped) so far
         self._global_step = 0
@@ -305,6 +316,9 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         arrays["random/numpy_keys"] = random_state["numpy"]["keys"]
         if "torch" in random_state:
             arrays["random/torch"] = random_state["torch"]
+            # Keras' PyTorch backend draws unseeded layers' noise (a Dropout built with seed=None) from
+            # torch's global generator inside the training step: its state now, for a mid-epoch resume.
+            arrays["random/torch_step"] = _torch_generator_state()
         metadata = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -373,6 +387,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
                         "numpy": dict(metadata["random"]["numpy"], keys=arrays["random/numpy_keys"])}
         if "random/torch" in arrays:
             random_state["torch"] = arrays["random/torch"]
+        self._pending_torch_step = arrays.get("random/torch_step") if step else None
         metrics = (saved["metrics"], [arrays[f"metrics/{index:05d}"] for index in range(len(saved["metrics"]))])
         self._pending = (epoch, step, random_state, metrics)
         self._global_step = metadata["global_step"]
@@ -399,6 +414,7 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.restored = None
         self._pending = None
         self._pending_metrics = None
+        self._pending_torch_step = None
         self._global_step = 0
         self._skip_until = 0
         self.model._initial_epoch = None  # a resume point left by an earlier fit() that did not finish
@@ -455,6 +471,9 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._model.train_function = self._train_function
             self._train_function = None
         self._skip_until = 0
+        if self._pending_torch_step is not None:  # the skipped steps drew none of the step's noise
+            _set_torch_generator_state(self._pending_torch_step)
+            self._pending_torch_step = None
 
     def on_train_batch_end(self, batch, logs=None):
         advance = batch + 1 - self._step  # batches in this call: steps_per_execution of them

@@ -8,7 +8,9 @@ variables: `KERAS_DISTRIBUTION_JOB_ADDRESSES` (the coordinator, 127.0.0.1 on a f
 `KERAS_DISTRIBUTION_NUM_PROCESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`, and `KERAS_BACKEND=jax`.
 The script calls `keras_models.distributed.initialize()` before it builds a model. On a real cluster
 the scheduler sets the same three variables (README: Slurm and Kubernetes recipes) and the script is
-unchanged.
+unchanged. With `--backend tensorflow` every process gets a port of its own, the addresses variable
+lists them all, `KERAS_BACKEND=tensorflow`, and the script calls
+`keras_models.distributed.multi_worker_strategy()`.
 
 This module imports nothing but the standard library: the launching process never starts JAX.
 """
@@ -67,12 +69,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+BACKENDS = ("jax", "tensorflow")
+
+
 def worker_environment(process_id: int, processes: int, coordinator: str, devices_per_process: int | None = None,
-                       base: dict | None = None) -> dict:
-    """The environment of one process: `base` (default: this one's) and the distribution settings."""
+                       base: dict | None = None, backend: str = "jax") -> dict:
+    """The environment of one process: `base` (default: this one's) and the distribution settings.
+
+    `coordinator`: the coordinator's `host:port` (JAX), or every process's address separated by commas
+    (TensorFlow's multi-worker strategy needs them all)."""
     env = dict(os.environ if base is None else base)
     env.update({JOB_ADDRESSES: coordinator, NUM_PROCESSES: str(processes), PROCESS_ID: str(process_id),
-                "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1"})
+                "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1"})
     if devices_per_process is not None:
         # Virtual CPU devices: each process shows this many, so N processes form N * k devices.
         flag = "--xla_force_host_platform_device_count"
@@ -81,7 +89,9 @@ def worker_environment(process_id: int, processes: int, coordinator: str, device
     return env
 
 
-def _check_arguments(processes, timeout, devices_per_process):
+def _check_arguments(processes, timeout, devices_per_process, backend="jax"):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
         raise ValueError(f"processes must be a positive integer, got {processes!r}")
     if timeout is not None and not timeout > 0:
@@ -116,13 +126,17 @@ def _stop(procs):
 
 def launch(script: str, processes: int = 2, args: Sequence[str] = (), *, module: bool = False,
            timeout: float | None = None, devices_per_process: int | None = None, env: dict | None = None,
-           cwd: str | None = None, echo: bool = True, host: str = "127.0.0.1") -> list[ProcessResult]:
-    """Runs `script` as `processes` local processes that form one `jax.distributed` job.
+           cwd: str | None = None, echo: bool = True, host: str = "127.0.0.1",
+           backend: str = "jax") -> list[ProcessResult]:
+    """Runs `script` as `processes` local processes that form one `jax.distributed` job (or, with
+    `backend="tensorflow"`, one `tf.distribute.MultiWorkerMirroredStrategy` cluster).
 
     Each process runs `python script *args` (or `python -m script *args` with `module=True`) with
     `KERAS_DISTRIBUTION_JOB_ADDRESSES=host:PORT` (a free port), `KERAS_DISTRIBUTION_NUM_PROCESSES`,
     `KERAS_DISTRIBUTION_PROCESS_ID` and `KERAS_BACKEND=jax` set; the script calls
-    `keras_models.distributed.initialize()`. Output is collected per process and, with `echo`, printed
+    `keras_models.distributed.initialize()`. With `backend="tensorflow"` every process gets a free port,
+    `KERAS_DISTRIBUTION_JOB_ADDRESSES` lists all of them and `KERAS_BACKEND=tensorflow`; the script
+    calls `keras_models.distributed.multi_worker_strategy()`. Output is collected per process and, with `echo`, printed
     line by line prefixed by `[process i]`. When one process exits with a non-zero code the others are
     stopped (SIGTERM, then SIGKILL) and `WorkerFailed` names it; so does reaching `timeout`.
 
@@ -138,24 +152,26 @@ def launch(script: str, processes: int = 2, args: Sequence[str] = (), *, module:
         cwd: working folder of the processes.
         echo: print the processes' output as it comes.
         host: the coordinator's address (process 0 runs there).
+        backend: `"jax"` (`keras.distribution`) or `"tensorflow"` (`tf.distribute`).
 
     Returns:
         One `ProcessResult` per process, in process-id order, all with exit code 0.
 
     Raises:
-        ValueError: bad `processes`, `timeout` or `devices_per_process`.
+        ValueError: bad `processes`, `timeout`, `devices_per_process` or `backend`.
         WorkerFailed: a process failed (its id, exit code and last lines of output in the message), or
             the time limit was reached.
     """
-    _check_arguments(processes, timeout, devices_per_process)
-    coordinator = f"{host}:{free_port(host)}"
+    _check_arguments(processes, timeout, devices_per_process, backend)
+    ports = [free_port(host) for _ in range(processes if backend == "tensorflow" else 1)]
+    coordinator = ",".join(f"{host}:{port}" for port in ports)
     command = [sys.executable, *(["-m"] if module else []), str(script), *map(str, args)]
     procs, outputs, pumps = [], [], []
     try:
         for process_id in range(processes):
             proc = subprocess.Popen(
                 command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                env=worker_environment(process_id, processes, coordinator, devices_per_process, env))
+                env=worker_environment(process_id, processes, coordinator, devices_per_process, env, backend))
             lines = collections.deque()
             pump = threading.Thread(target=_pump, args=(proc.stdout, process_id, lines, echo), daemon=True)
             pump.start()
@@ -191,18 +207,21 @@ def launch(script: str, processes: int = 2, args: Sequence[str] = (), *, module:
 def main(argv=None, prog: str = "python -m keras_models.distributed") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run a training script as several local processes joined by jax.distributed.")
+        description="Run a training script as several local processes joined by jax.distributed "
+                    "(or, with --backend tensorflow, by tf.distribute.MultiWorkerMirroredStrategy).")
     parser.add_argument("--processes", type=int, default=2, help="how many processes (default 2)")
     parser.add_argument("--devices-per-process", type=int, default=None,
                         help="virtual CPU devices per process (XLA's host device count)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
+    parser.add_argument("--backend", choices=BACKENDS, default="jax",
+                        help="jax: keras.distribution (default); tensorflow: tf.distribute multi-worker")
     parser.add_argument("-m", dest="module", action="store_true", help="run SCRIPT as a module")
     parser.add_argument("script", help="the Python file (or module, with -m) every process runs")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments given to the script")
     options = parser.parse_args(argv)
     try:
         launch(options.script, options.processes, options.args, module=options.module, timeout=options.timeout,
-               devices_per_process=options.devices_per_process)
+               devices_per_process=options.devices_per_process, backend=options.backend)
     except ValueError as error:
         parser.error(str(error))
     except WorkerFailed as error:

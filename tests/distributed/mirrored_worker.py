@@ -1,4 +1,6 @@
-"""Trains model cases under `tf.distribute.MirroredStrategy` over two logical CPU devices.
+"""Trains model cases under `tf.distribute.MirroredStrategy` over two logical CPU devices, or, with
+`--multi-worker`, as one worker of `keras_models.distributed.multi_worker_strategy()` (started by
+`keras_models.distributed.launch(..., backend="tensorflow")`, one CPU device per worker).
 
     python tests/distributed/mirrored_worker.py mlp,dcgan,vae
 
@@ -19,8 +21,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-_CPU = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
+MULTI_WORKER = "--multi-worker" in sys.argv
+if not MULTI_WORKER:
+    _CPU = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +42,10 @@ EQUAL = {"mlp": {"dropout": 0.0}, "gpt_causal_lm": {}, "rnn_classifier": {}}
 
 
 def _strategy():
+    if MULTI_WORKER:
+        from keras_models import distributed
+
+        return distributed.multi_worker_strategy()
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

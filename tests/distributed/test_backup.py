@@ -214,6 +214,11 @@ def test_dense_resumes_mid_epoch_on_jax(tmp_path):
     kill_and_resume(tmp_path, "jax", "mlp", 3, ("--kill-after-step", "10"), (2, 1, 9), kept=(9, 8))
 
 
+def test_dense_resumes_mid_epoch_on_torch(tmp_path):
+    # PyTorch-backend training is single-process; its resume is exact too, torch's random state included.
+    kill_and_resume(tmp_path, "torch", "mlp", 3, ("--kill-after-step", "10"), (2, 1, 9), kept=(9, 8))
+
+
 def test_gan_killed_while_writing_a_backup_resumes_from_the_one_before(tmp_path):
     # A GAN: two Adam optimizers and a seed generator. Backups at global steps 3, 4, 6; the one of
     # step 8 (the end of epoch 1) dies half-written, and the restart resumes from step 6 (after batch 2
@@ -363,7 +368,7 @@ def test_bad_arguments_are_named(tmp_path, arguments, message):
     "backend, case",
     [("tensorflow", "dcgan"), ("tensorflow", "wgan_gp"), ("jax", "dcgan"), ("tensorflow", "rnn_classifier"),
      ("tensorflow", "gpt_causal_lm"), ("tensorflow", "vae"), ("tensorflow", "ddpm"), ("jax", "gpt_causal_lm"),
-     ("jax", "vae"), ("jax", "ddpm")],
+     ("jax", "vae"), ("jax", "ddpm"), ("torch", "dcgan"), ("torch", "vae")],
 )
 def test_families_resume_mid_epoch(tmp_path, backend, case):
     kill_and_resume(tmp_path, backend, case, 3, ("--kill-after-step", "10"), (2, 1, 9), kept=(9, 8))

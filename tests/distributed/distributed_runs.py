@@ -4,6 +4,7 @@ several processes through the library's launcher; and compares what an `equal` r
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -58,3 +59,16 @@ def assert_equal_runs(name: str, out_dir: Path, atol: float = ATOL) -> dict:
         np.testing.assert_allclose(report["distributed"][key], values, atol=atol, rtol=0,
                                    err_msg=f"{name}: reported {key} differs")
     return report
+
+
+def assert_trained_on_two_replicas(results, names):
+    """What `mirrored_worker.py` recorded: two replicas; every case trained (its weights moved, its
+    losses finite); and where the step draws no random numbers, one device's weights (1e-5)."""
+    assert results["replicas"] == 2
+    for name in names:
+        case = results["cases"][name]
+        assert "error" not in case, f"{name}: {case.get('error')}\n{case.get('traceback')}"
+        assert case["moved"], name
+        assert all(math.isfinite(value) for value in case["logs"].values()), (name, case["logs"])
+        if "max_weight_difference" in case:
+            assert case["max_weight_difference"] <= 1e-5, (name, case["max_weight_difference"])

@@ -7,12 +7,15 @@ hand-written losses (VAE, diffusion, PixelCNN) and the GAN's optimizer steps do 
 """
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from distributed_runs import assert_trained_on_two_replicas  # noqa: E402
 
 WORKER = Path(__file__).with_name("mirrored_worker.py")
 
@@ -25,21 +28,10 @@ def _run(names):
     return json.loads(line[len("RESULT"):])
 
 
-def _check_trained(results, names):
-    assert results["replicas"] == 2
-    for name in names:
-        case = results["cases"][name]
-        assert "error" not in case, f"{name}: {case.get('error')}\n{case.get('traceback')}"
-        assert case["moved"], name
-        assert all(math.isfinite(value) for value in case["logs"].values()), (name, case["logs"])
-        if "max_weight_difference" in case:  # no random numbers in the step: one device's weights
-            assert case["max_weight_difference"] <= 1e-5, (name, case["max_weight_difference"])
-
-
 def test_families_train_on_two_replicas_as_on_one_device():
     names = ["mlp", "dcgan", "vae"]
     results = _run(names)
-    _check_trained(results, names)
+    assert_trained_on_two_replicas(results, names)
     cases = results["cases"]
     assert cases["mlp"]["max_weight_difference"] <= 1e-5
     # The GAN compiles with XLA by default on a CPU; under two replicas Keras cannot, and it says so.
@@ -57,6 +49,6 @@ def test_every_other_keras_family_trains_on_two_replicas():
     names = ["simple_cnn", "resnet18", "wgan_gp", "rnn_classifier", "gpt_causal_lm", "ddpm", "pixelcnn", "bert_classifier",
              "t5_seq2seq_lm", "vit_classifier", "whisper_speech_to_text"]
     results = _run(names)
-    _check_trained(results, names)
+    assert_trained_on_two_replicas(results, names)
     assert results["cases"]["rnn_classifier"]["max_weight_difference"] <= 1e-5
     assert results["cases"]["gpt_causal_lm"]["max_weight_difference"] <= 1e-5

@@ -7,14 +7,18 @@ minimal reproduction, so the day a Keras release mends it the test says so.
 """
 
 import json
-import math
 import os
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from keras_models import distributed
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from distributed_runs import assert_trained_on_two_replicas  # noqa: E402
 
 WORKER = Path(__file__).with_name("mirrored_worker.py")
 TIMEOUT = 900
@@ -37,22 +41,11 @@ def _run(names):
     return per_worker
 
 
-def _check_trained(results, names):
-    assert results["replicas"] == 2
-    for name in names:
-        case = results["cases"][name]
-        assert "error" not in case, f"{name}: {case.get('error')}\n{case.get('traceback')}"
-        assert case["moved"], name
-        assert all(math.isfinite(value) for value in case["logs"].values()), (name, case["logs"])
-        if "max_weight_difference" in case:  # no random numbers in the step: one process's weights
-            assert case["max_weight_difference"] <= 1e-5, (name, case["max_weight_difference"])
-
-
 def test_two_workers_train_as_one_process_with_the_global_batch():
     names = ["mlp", "dcgan"]
     first, second = _run(names)
     for results in (first, second):
-        _check_trained(results, names)
+        assert_trained_on_two_replicas(results, names)
     # Each worker fed half of every global batch of 8 and ends with the weights one process reaches
     # with batches of 8.
     assert first["cases"]["mlp"]["max_weight_difference"] <= 1e-5
@@ -71,7 +64,7 @@ def test_every_training_step_kind_trains_on_two_workers():
     names = ["wgan_gp", "rnn_classifier", "gpt_causal_lm", "vae", "ddpm", "simple_cnn"]
     first, second = _run(names)
     for results in (first, second):
-        _check_trained(results, names)
+        assert_trained_on_two_replicas(results, names)
     assert first["cases"]["gpt_causal_lm"]["max_weight_difference"] <= 1e-5
     logs = first["cases"]["vae"]["logs"]
     assert logs["loss"] == pytest.approx(logs["reconstruction"] + logs["kl"], rel=1e-5)

@@ -23,6 +23,12 @@ functions for equivalents made of builtin operators, and restores them on exit (
 - `Discretization` (ONNX only): TensorFlow's `Bucketize` has no ONNX counterpart in tf2onnx; the bucket
   of `x` is the number of boundaries at or below it, a comparison and a sum. TFLite keeps its builtin
   `BUCKETIZE`.
+- `MelSpectrogram` and `keras.ops.stft` (ONNX only): Keras' TensorFlow backend computes the STFT with
+  `tf.signal.stft`, whose `RFFT` tf2onnx writes as a node onnxruntime does not run. The DFT of a real
+  frame is a matrix product with the DFT's cosine and sine tables, the window folded in
+  (`keras_models.layers.log_mel_spectrogram.dft_tables`); framing and transform together are one
+  convolution with those tables as kernel and the hop as stride (`Conv`), after the same reflection
+  padding, for any `fft_length`. TFLite keeps its builtin `RFFT2D`.
 - Preprocessing layers built with fixed statistics (`Normalization(mean=..., variance=...)`) hold them
   as eager tensors, which tf2onnx turns into extra graph inputs; they are given as arrays while
   tracing, so they become constants.
@@ -35,6 +41,8 @@ import contextlib
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_models.layers.log_mel_spectrogram import dft_tables
 
 TARGETS = ("tflite", "onnx")
 
@@ -218,6 +226,73 @@ def _no_bincount_fast_path(*args, **kwargs):
 
 
 # --------------------------------------------------------------------------------------------------
+# The STFT of real frames as a strided convolution with the windowed DFT tables
+
+_WINDOWS = {"hann": tf.signal.hann_window, "hamming": tf.signal.hamming_window}
+
+
+def stft_window(window, sequence_length, fft_length, dtype):
+    """The window Keras' `stft` multiplies each frame by, zero-padded to `fft_length` on both sides as
+    Keras pads it, as numpy: ones for `window=None`; None when `window` is no constant of
+    `sequence_length` values (the caller falls back to Keras, which names the problem)."""
+    if isinstance(window, str) and window not in _WINDOWS:
+        return None
+    with tf.init_scope():  # computed eagerly, once per export, into a constant
+        if window is None:
+            values = np.ones(sequence_length)
+        elif isinstance(window, str):  # TensorFlow's own window, as Keras makes it
+            values = _WINDOWS[window](sequence_length, periodic=True, dtype=dtype).numpy()
+        else:
+            try:
+                values = np.asarray(window, dtype=dtype.as_numpy_dtype)
+            except (TypeError, ValueError, NotImplementedError):  # a symbolic tensor
+                return None
+    if values.shape != (sequence_length,):
+        return None
+    left = (fft_length - sequence_length) // 2
+    return np.pad(values, (left, fft_length - sequence_length - left))
+
+
+def stft_as_convolution(x, sequence_length, sequence_stride, fft_length, window, center):
+    """Keras' `stft` of real float32 `x` `(..., samples)`: `(real, imag)`, each `(..., frames, bins)`
+    with `bins = fft_length // 2 + 1`, as one convolution of stride `sequence_stride` whose kernel holds
+    the windowed DFT tables; None when the window is not a constant or a signal is shorter than a
+    frame (the caller falls back)."""
+    padded_window = stft_window(window, sequence_length, fft_length, x.dtype)
+    samples = x.shape[-1]
+    no_frame = samples is not None and not center and samples < fft_length  # Keras' framing gives none
+    if padded_window is None or no_frame:
+        return None
+    if center:
+        pad_width = [(0, 0)] * (len(x.shape) - 1) + [(fft_length // 2, fft_length // 2)]
+        x = tf.pad(x, pad_width, mode="reflect")
+    bins = fft_length // 2 + 1
+    kernel = tf.constant(dft_tables(fft_length, padded_window)[:, None, :], dtype=x.dtype)  # (fft_length, 1, 2 * bins)
+    samples = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]  # after the padding
+    signals = tf.reshape(x, (-1, samples, 1))  # (signals, samples, 1)
+    spectrum = tf.nn.conv1d(signals, kernel, stride=sequence_stride, padding="VALID")  # (signals, frames, 2 * bins)
+    if len(x.shape) == 1:
+        spectrum = spectrum[0]
+    elif len(x.shape) > 2:
+        spectrum = tf.reshape(spectrum, tf.concat([tf.shape(x)[:-1], tf.shape(spectrum)[1:]], axis=0))
+    return spectrum[..., :bins], spectrum[..., bins:]
+
+
+def _stft(original):
+    def stft(x, sequence_length, sequence_stride, fft_length, window="hann", center=True):
+        x = tf.convert_to_tensor(x)
+        sizes = (sequence_length, sequence_stride, fft_length)
+        plain = all(isinstance(size, (int, np.integer)) and size > 0 for size in sizes)
+        if plain and x.dtype == tf.float32 and len(x.shape) >= 1 and sequence_length <= fft_length:
+            result = stft_as_convolution(x, sequence_length, sequence_stride, fft_length, window, center)
+            if result is not None:
+                return result
+        return original(x, sequence_length, sequence_stride, fft_length, window=window, center=center)
+
+    return stft
+
+
+# --------------------------------------------------------------------------------------------------
 # The context manager
 
 
@@ -253,6 +328,7 @@ def rewritten_layers(model, target="tflite"):
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}; got target={target!r}.")
+    from keras.src.backend.tensorflow import math as backend_math
     from keras.src.backend.tensorflow import nn as backend_nn
     from keras.src.backend.tensorflow import numpy as backend_numpy
     from keras.src.utils import tf_utils
@@ -267,6 +343,7 @@ def rewritten_layers(model, target="tflite"):
         stack.enter_context(_patched(tf_utils, "tf_encode_categorical_inputs", _no_bincount_fast_path))
         if target == "onnx":
             stack.enter_context(_patched(backend_numpy, "digitize", _digitize(backend_numpy.digitize)))
+            stack.enter_context(_patched(backend_math, "stft", _stft(backend_math.stft)))
         for layer in layers:
             for attribute, value in list(vars(layer).items()):
                 if isinstance(value, keras.random.SeedGenerator):

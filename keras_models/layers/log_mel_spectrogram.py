@@ -60,16 +60,29 @@ def mel_filterbank(num_mels, n_fft, sample_rate, min_frequency=0.0, max_frequenc
     return weights.T
 
 
+def dft_tables(fft_length, window=None):
+    """The DFT of a real frame of `fft_length` samples as one float64 matrix `(fft_length, 2 * bins)`,
+    `bins = fft_length // 2 + 1`, with the frame's `window` (`fft_length` values; None: none) folded in.
+
+    A frame (a row of samples) times the matrix gives in column `k` the real part of bin `k`,
+    `sum_n w[n] x[n] cos(2 pi k n / fft_length)`, and in column `bins + k` its imaginary part,
+    `-sum_n w[n] x[n] sin(2 pi k n / fft_length)`: `numpy.fft.rfft` of the windowed frame, for any
+    length (no FFT, so no power-of-two sizes).
+    """
+    samples = np.arange(fft_length)
+    angles = 2.0 * np.pi * np.outer(samples, np.arange(fft_length // 2 + 1)) / fft_length  # (fft_length, bins)
+    tables = np.concatenate([np.cos(angles), -np.sin(angles)], axis=1)  # (fft_length, 2 * bins)
+    if window is not None:
+        tables = tables * np.asarray(window, dtype=np.float64)[:, None]
+    return tables
+
+
 def dft_kernel(n_fft):
-    """The convolution kernel `(n_fft, 1, 2 * (n_fft // 2 + 1))` of a periodic-Hann-windowed DFT: output
-    channel `k` is the real part of bin `k`, channel `bins + k` its imaginary part (up to sign, which
-    the power drops)."""
-    bins = n_fft // 2 + 1
-    samples = np.arange(n_fft)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * samples / n_fft)  # periodic Hann, as torch.hann_window
-    angles = 2.0 * np.pi * np.outer(samples, np.arange(bins)) / n_fft  # (n_fft, bins)
-    tables = np.concatenate([np.cos(angles), np.sin(angles)], axis=1) * window[:, None]
-    return tables[:, None, :]
+    """The convolution kernel `(n_fft, 1, 2 * (n_fft // 2 + 1))` of a periodic-Hann-windowed DFT
+    (`dft_tables`): output channel `k` is the real part of bin `k`, channel `bins + k` its imaginary
+    part."""
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann, as torch.hann_window
+    return dft_tables(n_fft, window)[:, None, :]
 
 
 @keras.saving.register_keras_serializable(package="keras_models")

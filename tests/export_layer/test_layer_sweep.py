@@ -37,7 +37,6 @@ class Case:
     atol: float = ATOL
     low: float | None = None  # inputs are drawn uniformly from [low, high); floats without them from N(0, 1)
     high: float | None = None
-    formats: tuple = ("tflite", "onnx")  # where a format is missing, KNOWN_GAPS says why
 
 
 def case(name, layer, *shapes, **kwargs):
@@ -360,7 +359,7 @@ GROUPS = {
              (64, 1)),
         # Decibels: a power from a 32-term DFT sum carries up to 2 * 32 float32 epsilons of relative
         # error (the square doubles it), and 10 * log10 turns relative error r into 10 / ln(10) * r dB.
-        case("MelSpectrogram", _mel_spectrogram, (128,), formats=("tflite",),
+        case("MelSpectrogram", _mel_spectrogram, (128,),
              atol=10 / np.log(10) * 2 * 32 * float(np.finfo(np.float32).eps)),
         case("AutoContrast", L("AutoContrast", value_range=(0, 255)), IMAGE, low=0, high=255),
         case("Equalization", L("Equalization", value_range=(0, 255)), IMAGE, low=0, high=255),
@@ -450,7 +449,7 @@ def _failing_case(cases, fmt, tmp_path):
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_layers_export_equal_to_keras(group, fmt, tmp_path):
-    cases = [c for c in GROUPS[group] if fmt in c.formats]
+    cases = list(GROUPS[group])
     model = build_model(cases, group)
     x = sample_inputs(cases)
     try:
@@ -465,14 +464,7 @@ def test_layers_export_equal_to_keras(group, fmt, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# What does not export, and why. The README's table of layers says the same.
-
-# (case, format) -> (error type, text the error names): refused with a clear error today.
-KNOWN_GAPS = {
-    # Keras computes the STFT with RFFT; tf2onnx writes it as an RFFT node onnxruntime does not have
-    # (STFTSpectrogram, which Keras writes as convolutions with DFT kernels, exports everywhere).
-    ("MelSpectrogram", "onnx"): (export.ExportError, "RFFT"),
-}
+# What runs beside the exported file, and why. The README's table of layers says the same.
 
 # Layers run on the host, beside the exported file: their tables and string handling are no tensor
 # program. The export names the op and the layer.
@@ -492,15 +484,6 @@ NOT_APPLICABLE = {
     "TFSMLayer": "wraps a SavedModel: exports as that graph does", "JaxLayer": "JAX backend only",
     "FlaxLayer": "JAX backend only", "TorchModuleWrapper": "PyTorch backend only",
 }
-
-
-@pytest.mark.parametrize(("name", "fmt"), sorted(KNOWN_GAPS))
-def test_known_gaps_are_refused_clearly(name, fmt, tmp_path):
-    (c,) = [c for cases in GROUPS.values() for c in cases if c.name == name]
-    model = build_model([c], _tensor_name(name))
-    error_type, text = KNOWN_GAPS[(name, fmt)]
-    with pytest.raises(error_type, match=text):
-        export_differences(model, [c], sample_inputs([c]), tmp_path / model.name, fmt)
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])

@@ -1,5 +1,6 @@
 """The GAN family's own layers: conditional batch normalization, StyleGAN's modulated convolution,
-noise, styles and constant input, the minibatch standard deviation, and the projection score.
+noise, styles and constant input, the minibatch standard deviation, the projection score, and SRGAN's
+interpolated upsampling.
 
 Layers other families use too (spectral and instance normalization, self-attention, pixel shuffle)
 live in `keras_models.layers`. Every layer here runs inside an XLA-compiled training step and exports
@@ -10,6 +11,7 @@ training, fixed buffers at inference.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_models.layers import SpectralNorm
@@ -354,3 +356,63 @@ class ProjectionScore(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "use_spectral_norm": self.use_spectral_norm}
+
+
+def interpolation_matrix(size_in, size_out, interpolation):
+    """The `(size_out, size_in)` matrix of one axis of TensorFlow's `tf.image.resize` (half-pixel
+    centres; Keys' cubic kernel with a = -0.5 for `"bicubic"`, the tent for `"bilinear"`; taps outside
+    the image dropped and the rest renormalized)."""
+    centers = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5  # in input pixel coordinates
+    distance = np.abs(centers[:, None] - np.arange(size_in)[None, :])  # (size_out, size_in)
+    if interpolation == "bilinear":
+        weights = np.maximum(0.0, 1.0 - distance)
+    else:
+        a = -0.5
+        near = ((a + 2) * distance - (a + 3)) * distance**2 + 1
+        far = ((a * distance - 5 * a) * distance + 8 * a) * distance - 4 * a
+        weights = np.where(distance <= 1, near, np.where(distance < 2, far, 0.0))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class InterpolatedUpsampling(keras.layers.Layer):
+    """Upsamples NHWC images by an integer `scale` with bicubic or bilinear interpolation, written as
+    two fixed matrix products (the same values as `tf.image.resize`), so that it runs in XLA-compiled
+    steps on every backend (TensorFlow's bicubic kernel has no XLA lowering) and exports as plain
+    matrix products.
+
+    Args:
+        scale: the integer upsampling factor.
+        interpolation: `"bicubic"` or `"bilinear"`.
+    """
+
+    def __init__(self, scale: int, interpolation: str = "bicubic", **kwargs):
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive integer; got scale={scale!r}.")
+        if interpolation not in ("bicubic", "bilinear"):
+            raise ValueError(f"interpolation must be 'bicubic' or 'bilinear'; got interpolation={interpolation!r}.")
+        super().__init__(**kwargs)
+        self.scale = scale
+        self.interpolation = interpolation
+
+    def build(self, input_shape):
+        height, width = int(input_shape[1]), int(input_shape[2])
+        self._rows = interpolation_matrix(height, height * self.scale, self.interpolation)  # (H, h)
+        self._columns = interpolation_matrix(width, width * self.scale, self.interpolation)  # (W, w)
+
+    def call(self, images):
+        _, height, width, channels = images.shape
+        rows = ops.convert_to_tensor(self._rows, dtype=images.dtype)
+        columns = ops.convert_to_tensor(self._columns, dtype=images.dtype)
+        x = ops.reshape(images, (-1, height, width * channels))
+        x = ops.matmul(rows[None], x)  # (batch, H, w * c)
+        x = ops.reshape(x, (-1, width, channels))  # (batch * H, w, c)
+        x = ops.matmul(columns[None], x)  # (batch * H, W, c)
+        return ops.reshape(x, (-1, height * self.scale, width * self.scale, channels))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (batch, height * self.scale, width * self.scale, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "interpolation": self.interpolation}

@@ -311,12 +311,22 @@ class SRGAN(_TranslationGAN):
     content loss compares the features of `content_model` (any frozen Keras model taking high-resolution
     images, for example a classifier trained in the project) and adds `pixel_weight` times the pixel MSE.
 
+    Training has two stages, as in the paper, where a generator trained on the pixel MSE alone
+    (SRResNet) initialises the GAN:
+
+        gan.pretrain(low_res, high_res, epochs=20, batch_size=32, learning_rate=1e-3)  # MSE only
+        gan.fit(low_res, high_res, epochs=10, batch_size=32)  # content + adversarial
+
+    `pretrain` leaves the discriminator and its optimizer untouched; `fit` alone trains the GAN from
+    scratch.
+
     Args:
         content_model: the frozen feature network, or `None` for the pixel MSE alone.
         content_weight, pixel_weight, adversarial_weight: the loss weights (adversarial 1e-3 in the paper).
     """
 
     _NESTED = ("generator", "discriminator", "content_model")
+    _content_only = False  # set by pretrain(): train_step then runs content_step
 
     def __init__(
         self, generator, discriminator, content_model=None, content_weight=1.0, pixel_weight=1.0, adversarial_weight=1e-3, **kwargs
@@ -360,6 +370,47 @@ class SRGAN(_TranslationGAN):
             for r, f in zip(real_features, fake_features):
                 loss = loss + self.content_weight * ops.mean(ops.square(r - f))
         return loss
+
+    def pretrain(self, low_res, high_res, learning_rate=None, **fit_kwargs):
+        """The content-only first stage (SRResNet): trains the generator on the pixel MSE alone, with
+        `g_optimizer` (at `learning_rate` for this stage if given); the discriminator is not used.
+
+        `fit_kwargs` go to `fit` (`epochs`, `batch_size`, `callbacks`, ...); returns its `History`,
+        whose `content` is the pixel MSE."""
+        if self.g_optimizer is None:
+            raise ValueError(f"{self.name} is not compiled: call compile() before pretrain().")
+        if learning_rate is not None:
+            if not learning_rate > 0:
+                raise ValueError(f"learning_rate must be positive or None; got learning_rate={learning_rate!r}.")
+            if not isinstance(self.g_optimizer.learning_rate, keras.Variable):
+                raise ValueError("learning_rate cannot be set when g_optimizer follows a learning-rate schedule.")
+        previous_rate = keras.ops.convert_to_numpy(self.g_optimizer.learning_rate)
+        self._content_only = True
+        self.train_function = None  # fit() builds the content-only step, not the cached adversarial one
+        try:
+            if learning_rate is not None:
+                self.g_optimizer.learning_rate.assign(learning_rate)
+            return self.fit(low_res, high_res, **fit_kwargs)
+        finally:
+            if learning_rate is not None:
+                self.g_optimizer.learning_rate.assign(previous_rate)
+            self._content_only = False
+            self.train_function = None
+
+    def content_step(self, data):
+        """One generator update on the pixel MSE alone; returns `{"content": mse}`."""
+        low_res, high_res, _ = keras.utils.unpack_x_y_sample_weight(data)
+
+        def loss_fn():
+            return ops.mean(ops.square(high_res - self.generator(low_res, training=True)))
+
+        mse, _ = gradients.minimize(loss_fn, self.generator_variables(), self.g_optimizer)
+        self.content_tracker.update_state(mse)
+        return {self.content_tracker.name: self.content_tracker.result()}
+
+    def train_step(self, *args):
+        step = self.content_step if self._content_only else self.adversarial_step
+        return gradients.train_step(self, step, args)
 
     def adversarial_step(self, data):
         low_res, high_res, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -13,6 +13,7 @@ import keras
 
 from keras_models.gan.gan_layers import (
     ConditionalBatchNormalization,
+    InterpolatedUpsampling,
     LearnedConstant,
     MinibatchStdDev,
     ModulatedConv2D,
@@ -279,13 +280,27 @@ def resnet_generator(image_shape, width=32, num_blocks=3, downsamples=1, pixel_r
 # SRGAN (Ledig et al., 2017)
 
 
-def srresnet_generator(low_res_shape, scale=4, width=32, num_blocks=4, pixel_range=(0.0, 1.0), name="generator"):
+SR_RESIDUALS = ("bicubic", "bilinear", None)
+
+
+def srresnet_generator(
+    low_res_shape, scale=4, width=32, num_blocks=4, residual="bicubic", pixel_range=(0.0, 1.0), name="generator"
+):
     """SRResNet: 9x9 stem with PReLU, residual blocks with batch norm, a global skip, and one sub-pixel
-    convolution (convolution + pixel shuffle + PReLU) per factor 2."""
+    convolution (convolution + pixel shuffle + PReLU) per factor 2.
+
+    `residual="bicubic"` or `"bilinear"`: the network predicts the correction to that interpolation of
+    its input (a global residual over the image); its last convolution starts at zero, so the untrained
+    generator returns the interpolated input, and the sum is clipped to `pixel_range`. `None`: the
+    network predicts the image itself (`tanh` output, as in the paper).
+    """
     if scale not in (2, 4, 8):
         raise ValueError(f"scale must be 2, 4 or 8; got scale={scale!r}.")
+    if residual not in SR_RESIDUALS:
+        raise ValueError(f"residual must be one of {SR_RESIDUALS}; got residual={residual!r}.")
     source = keras.Input(shape=tuple(low_res_shape), name=name + "_low_res")
-    x = layers.Conv2D(width, 9, padding="same", name=name + "_stem_conv")(from_pixels(source, pixel_range, name))
+    pixels = from_pixels(source, pixel_range, name)  # [-1, 1]
+    x = layers.Conv2D(width, 9, padding="same", name=name + "_stem_conv")(pixels)
     x = stem = layers.PReLU(shared_axes=[1, 2], name=name + "_stem_prelu")(x)
     for block in range(num_blocks):
         block_name = f"{name}_res{block + 1}"
@@ -302,8 +317,19 @@ def srresnet_generator(low_res_shape, scale=4, width=32, num_blocks=4, pixel_ran
         x = layers.Conv2D(width * 4, 3, padding="same", name=f"{name}_up{step + 1}_conv")(x)  # (b, h, w, 4 * width)
         x = PixelShuffle(2, name=f"{name}_up{step + 1}_shuffle")(x)  # (b, 2h, 2w, width)
         x = layers.PReLU(shared_axes=[1, 2], name=f"{name}_up{step + 1}_prelu")(x)
-    x = layers.Conv2D(low_res_shape[-1], 9, padding="same", name=name + "_to_rgb")(x)
-    return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
+    if residual is None:
+        x = layers.Conv2D(low_res_shape[-1], 9, padding="same", name=name + "_to_rgb")(x)
+        return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
+    correction = layers.Conv2D(
+        low_res_shape[-1], 9, padding="same", kernel_initializer="zeros", name=name + "_to_rgb"
+    )(x)  # (b, scale * h, scale * w, channels), in [-1, 1] units
+    interpolated = InterpolatedUpsampling(scale, residual, name=name + "_interpolate")(pixels)
+    x = layers.Add(name=name + "_image_residual")([interpolated, correction])
+    x = layers.Activation("hard_tanh", name=name + "_clip")(x)  # clip to [-1, 1]
+    low, high = pixel_range
+    return keras.Model(
+        source, layers.Rescaling((high - low) / 2.0, offset=(high + low) / 2.0, name=name + "_to_pixels")(x), name=name
+    )
 
 
 def sr_discriminator(image_shape, width=32, pixel_range=(0.0, 1.0), name="discriminator"):

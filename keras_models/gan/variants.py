@@ -76,7 +76,9 @@ def _srgan_networks(image_shape, num_classes, latent_dim, width, pixel_range, op
         raise ValueError(f"image_shape {tuple(image_shape)} (high resolution) must be divisible by scale={scale!r}.")
     low_res = (image_shape[0] // scale, image_shape[1] // scale, image_shape[2])
     return {
-        "generator": networks.srresnet_generator(low_res, scale, width, options["num_blocks"], pixel_range=pixel_range),
+        "generator": networks.srresnet_generator(
+            low_res, scale, width, options["num_blocks"], options["residual"], pixel_range=pixel_range
+        ),
         "discriminator": networks.sr_discriminator(image_shape, width, pixel_range=pixel_range),
     }
 
@@ -215,10 +217,11 @@ CONFIGS = {
         "networks": _srgan_networks,
         "model_class": SRGAN,
         "options": ("content_model", "content_weight", "pixel_weight", "adversarial_weight"),
-        "network_options": {"scale": 4, "num_blocks": 4},
+        "network_options": {"scale": 4, "num_blocks": 4, "residual": "bicubic"},
         "image_shape": (32, 32, 1),
-        "fit": "`fit(low_res_images, high_res_images)`",
-        "description": "SRGAN: SRResNet with sub-pixel upsampling, content + adversarial loss (Ledig et al., 2017)",
+        "fit": "`pretrain(low_res_images, high_res_images)` (content only), then `fit(low_res_images, high_res_images)`",
+        "description": "SRGAN: SRResNet with sub-pixel upsampling and a global residual over the bicubic upsampling, "
+        "content + adversarial loss (Ledig et al., 2017)",
         "paper": "Ledig et al., 2017, Photo-Realistic Single Image Super-Resolution Using a GAN",
         "conditional": "never",
         "width": 32,

@@ -61,18 +61,18 @@ def test_pix2pix_learns_digit_to_edge_map(digits):
     assert error < 0.5 * np.mean(np.abs(x_test - e_test))  # and than copying the digit
 
 
-def test_srgan_upsamples_4x_better_than_bilinear_and_nearest():
-    # The target, better than bicubic, is not reached in this budget (BENCHMARKS.md, GANs):
-    # this checks the levels that are.
+def test_srgan_content_stage_beats_bicubic_and_the_adversarial_stage_stays_above():
+    # The goal of BENCHMARKS.md's super-resolution section on a reduced budget (its run: 20 + 10 epochs).
     (hr_train, _), (hr_test, _) = load_digits(32)
     low = lambda hr: hr.reshape(len(hr), 8, 4, 8, 4, 1).mean(axis=(2, 4))  # noqa: E731
+    keras.utils.set_random_seed(0)
     gan = keras_models.build("srgan", image_shape=(32, 32, 1), width=16, num_blocks=2, seed=0)
-    gan.fit(low(hr_train), hr_train, epochs=20, batch_size=32, verbose=0)
     psnr = lambda a: np.mean(10 * np.log10(1 / np.mean((a - hr_test) ** 2, axis=(1, 2, 3))))  # noqa: E731
-    resized = lambda method: np.clip(tf.image.resize(low(hr_test), (32, 32), method=method).numpy(), 0, 1)  # noqa: E731
-    upsampled = psnr(gan.translate(low(hr_test)))
-    assert upsampled > psnr(resized("bilinear"))
-    assert upsampled > psnr(resized("nearest")) + 3.0
+    bicubic = psnr(np.clip(tf.image.resize(low(hr_test), (32, 32), method="bicubic").numpy(), 0, 1))
+    gan.pretrain(low(hr_train), hr_train, learning_rate=1e-3, epochs=5, batch_size=32, verbose=0)
+    assert psnr(gan.translate(low(hr_test))) > bicubic + 1.0
+    gan.fit(low(hr_train), hr_train, epochs=2, batch_size=32, verbose=0)
+    assert psnr(gan.translate(low(hr_test))) >= bicubic
 
 
 def test_tour_case_reports_judge_accuracy_and_an_exportable_generator(tmp_path):

@@ -9,8 +9,8 @@
 
 Estimators follow scikit-learn's conventions (keyword-only arguments, `fit` returns self, learned
 values end in `_`, `sklearn.base.clone` works); `summary()` returns a statsmodels `Summary`.
-`LinearRegression` fits with NumPy and SciPy; the Logit fits need TensorFlow under every Keras backend
-(their XLA-compiled float64 passes), which they import when fitting, not when this package is imported.
+Every fit runs on NumPy and SciPy (float64, BLAS), under every Keras backend; only `to_keras()` builds
+a Keras model.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ register_model(
 )(LinearRegression)
 register_model(
     "logistic_regression", family="statistical",
-    description="Binary Logit by XLA-compiled Newton/IRLS, in memory or streamed from files",
+    description="Binary Logit by exact float64 Newton/IRLS, in memory or streamed from files",
 )(LogisticRegression)
 register_model(
     "multinomial_logistic_regression", family="statistical",
-    description="Multinomial Logit (statsmodels' MNLogit) by XLA-compiled Newton steps",
+    description="Multinomial Logit (statsmodels' MNLogit) by exact float64 Newton steps",
 )(MultinomialLogisticRegression)

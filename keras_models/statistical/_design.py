@@ -14,13 +14,16 @@ class Design:
 
     `feature_names` are the user's columns (the inputs of `predict` and `to_keras()`); `names` add the
     intercept when there is one. `formula` and `design_info` are set for models built from a formula.
+    With `implicit_intercept`, X holds only the features and the intercept's column of ones is left out:
+    the Logit passes add it chunk by chunk, so that fitting never copies the data to prepend it.
     """
 
-    X: np.ndarray  # (n, p) float64, intercept column first when present
+    X: np.ndarray  # (n, p) float64, intercept column first when present (and not implicit)
     names: list
     feature_names: list
     intercept_name: str | None
     design_info: object = None  # the formula engine's description of the columns, to rebuild them
+    implicit_intercept: bool = False  # X lacks the column of ones of `intercept_name`
 
 
 def _column_names(X, prefix="x"):
@@ -38,7 +41,9 @@ def _row_labels(X):
 
 def check_finite(values, names, what, row_labels=None):
     """Raises ValueError naming the first column and row holding NaN or infinity."""
-    bad = ~np.isfinite(values)
+    if np.isfinite(np.sum(values)):  # one read of the data: NaN and infinity make the sum non-finite
+        return
+    bad = ~np.isfinite(values)  # a non-finite sum may also be an overflow of finite values
     if bad.any():
         rows, cols = np.nonzero(bad.reshape(len(values), -1))
         order = np.lexsort((cols, rows))  # first row, then its first column
@@ -135,14 +140,19 @@ def constant_columns(X):
     return [j for j in range(X.shape[1]) if np.all(X[:, j] == X[0, j]) and X[0, j] != 0]
 
 
-def build_design(X, *, fit_intercept, expected_names=None, what="X"):
-    """The design matrix for arrays and frames: `const` prepended when `fit_intercept`."""
+def build_design(X, *, fit_intercept, expected_names=None, what="X", implicit_intercept=False):
+    """The design matrix for arrays and frames: `const` prepended when `fit_intercept`.
+
+    With `implicit_intercept`, the `const` column is named but not stored (see `Design`): X is the
+    checked features as they are, without a copy when they are already float64.
+    """
     values, names = as_features(X, what=what, expected_names=expected_names)
     if fit_intercept:
         if "const" in names:
             raise ValueError("X already has a column named 'const'; rename it or pass fit_intercept=False.")
-        values = np.column_stack([np.ones(len(values)), values])
-        return Design(values, ["const", *names], names, "const")
+        if not implicit_intercept:
+            values = np.column_stack([np.ones(len(values)), values])
+        return Design(values, ["const", *names], names, "const", implicit_intercept=implicit_intercept)
     return Design(values, names, names, None)
 
 

@@ -11,8 +11,9 @@ Dask collections; predicting, reports, confidence intervals and `to_keras()` are
 Logit: Newton's method (IRLS) as in `LogisticRegression`. Every iteration is one pass in which each
 partition returns its log-likelihood, score `X'(y - p)`, information `X'WX` (W = p(1 - p)) and largest
 |y - p|; the sums are combined in a tree on the workers, and the client takes the Newton step with
-`logistic.newton` (the same singularity, separation and convergence rules). The partition passes are
-NumPy float64, so the workers need neither TensorFlow nor Keras.
+`logistic.newton` (the same singularity, separation and convergence rules). Each partition runs the
+one-machine pass, `_logit_passes.binary_statistics` (NumPy float64), so the workers need neither
+TensorFlow nor Keras.
 
 OLS: the column-scaled Householder QR of `LinearRegression`, computed as a tall-skinny QR (TSQR: Demmel,
 Grigori, Hoemmen and Langou, "Communication-optimal parallel and sequential QR and LU factorizations",
@@ -35,10 +36,10 @@ import time
 import numpy as np
 import pandas as pd
 import scipy.linalg
-import scipy.special
 import scipy.stats
 
-from keras_models.statistical import _design, _extended
+from keras_models.statistical import _design, _extended, _logit_passes
+from keras_models.statistical._logit_passes import add_statistics, binary_statistics
 from keras_models.statistical._design import as_features, as_target
 from keras_models.statistical._extended import (
     RefinedQR,
@@ -79,7 +80,7 @@ class _Portable:
 
         self.fn = fn
         self.__name__ = fn.__name__
-        modules = [sys.modules[__name__], _design, _extended]
+        modules = [sys.modules[__name__], _design, _extended, _logit_passes]
         for module in modules:
             cloudpickle.register_pickle_by_value(module)
         try:
@@ -272,17 +273,7 @@ def _tree_sum(parts, combine):
 def _logit_statistics(part, beta):
     """A binary Logit's (loglik, score, information, max |y - p|, rows) on one partition, float64."""
     X, y = part
-    eta = X @ beta  # (rows,)
-    p = scipy.special.expit(eta)
-    residual = y - p
-    weights = p * (1.0 - p)
-    return (float(np.sum(y * eta - np.logaddexp(0.0, eta))), X.T @ residual, X.T @ (X * weights[:, None]),
-            float(np.max(np.abs(residual), initial=0.0)), float(len(y)))
-
-
-def _add_statistics(*parts):
-    loglik, score, information, worst, rows = zip(*parts)
-    return sum(loglik), sum(score), sum(information), max(worst), sum(rows)
+    return binary_statistics(X, y, beta)
 
 
 class DaskLogisticRegression(_DaskOnly, LogisticRegression):
@@ -298,7 +289,7 @@ class DaskLogisticRegression(_DaskOnly, LogisticRegression):
     `pass_seconds_` (wall time of each Newton pass).
     """
 
-    batch_size = 131072  # read by the parent's checks and in-memory fits; on Dask, partitions are the chunks
+    batch_size = _logit_passes.CHUNK_ROWS  # read by the parent's checks; each partition's pass takes chunks of it
 
     def __init__(self, *, fit_intercept=True, max_iter=35, tol=1e-10, persist=True, verbose=False):
         self.fit_intercept = fit_intercept
@@ -339,7 +330,7 @@ class DaskLogisticRegression(_DaskOnly, LogisticRegression):
         def partition_pass(beta):
             start = time.perf_counter()
             parts = [_remote(_logit_statistics)(part, beta) for part in data.parts]
-            (totals,) = dask.compute(_tree_sum(parts, _add_statistics))
+            (totals,) = dask.compute(_tree_sum(parts, add_statistics))
             seconds.append(time.perf_counter() - start)
             return totals
 

@@ -1,14 +1,13 @@
 """Logistic regression (binary Logit and multinomial MNLogit) by exact maximum likelihood.
 
-Newton's method (IRLS): every iteration makes one pass over the data in fixed-size chunks, each through
-an XLA-compiled TensorFlow float64 function that returns the chunk's log-likelihood, score `X^T (y - p)`
-and information `X^T W X`; the sums give the Newton step. The data therefore never has to be in memory
-at once: `LogisticRegression.fit_stream` reads a `tf.data` dataset or a directory of files chunk by
-chunk on every pass, with memory bounded by one chunk.
+Newton's method (IRLS): every iteration makes one float64 pass over the data (`_logit_passes`: NumPy and
+BLAS over cache-sized chunks of rows, on two threads) that returns the log-likelihood, score `X^T (y - p)`
+and information `X^T W X`; their sums give the Newton step. The data therefore never has to be in
+memory at once: `LogisticRegression.fit_stream` reads a `tf.data` dataset or a directory of files batch
+by batch on every pass, with memory bounded by one batch. The Dask Logit (`dask_fit`) runs the same pass
+on each partition.
 
-Fitting needs TensorFlow, whatever the Keras backend: the passes (`_logit_passes`) are imported when a
-model is fitted, so importing this module does not import TensorFlow. Predicting, reports and
-`to_keras()` need only NumPy and Keras.
+Fitting needs NumPy and SciPy only, under every Keras backend; `to_keras()` builds a Keras model.
 
 Reference: D. R. Cox, "The regression analysis of binary sequences", JRSS B 20 (1958); P. McCullagh
 and J. A. Nelder, "Generalized Linear Models" (1989), section 2.5 (IRLS).
@@ -24,7 +23,7 @@ import scipy.linalg
 import scipy.special
 import scipy.stats
 
-from keras_models.statistical import _design, streaming
+from keras_models.statistical import _design, _logit_passes, streaming
 from keras_models.statistical._extended import dependent_columns
 from keras_models.statistical.results import (
     ConvergenceWarning,
@@ -36,25 +35,10 @@ from keras_models.statistical.results import (
 )
 
 # --------------------------------------------------------------------------------------------------
-# The XLA-compiled passes
+# Newton's method over passes
 
-
-def _tensorflow_passes():
-    """The TensorFlow module of the Newton passes, imported when a model is fitted."""
-    try:
-        from keras_models.statistical import _logit_passes
-    except ModuleNotFoundError as error:
-        if error.name != "tensorflow":
-            raise
-        raise ImportError(
-            "Fitting a Logit needs TensorFlow: its Newton passes are XLA-compiled TensorFlow float64 "
-            "functions, whatever the Keras backend. Install it with `pip install tensorflow`."
-        ) from error
-    return _logit_passes
-
-
-# --------------------------------------------------------------------------------------------------
-# Newton's method over chunks
+_SAMPLE_EVERY = 32  # a large in-memory binary fit starts from the fit on every 32nd row ...
+_SAMPLE_FROM_ROWS = 320_000  # ... from this many rows on (a sample of 10,000)
 
 
 def _collinear_from_information(information, names):
@@ -65,18 +49,28 @@ def _collinear_from_information(information, names):
     return dependent_columns(root, list(names), 1e-7)
 
 
-def newton(chunk_pass, beta0, names, *, max_iter, tol, verbose):
-    """Newton-Raphson on a concave log-likelihood whose sums come from `chunk_pass(beta)`.
+def newton(newton_pass, beta0, names, *, max_iter, tol, verbose, zero_loglik=None):
+    """Newton-Raphson on a concave log-likelihood whose sums come from `newton_pass(beta)`.
 
-    Returns a dict with beta, loglik, information (at the last evaluated beta), iterations, converged.
+    With `zero_loglik` (the log-likelihood at beta = 0), a `beta0` whose log-likelihood is lower (a warm
+    start that fits the data worse than zero does) is replaced by zero before the first step.
+
+    Returns a dict with beta, loglik, information (at the last evaluated beta), iterations, converged and
+    from_start (False when `beta0` was replaced by zero).
     """
-    import keras
-
     beta = np.asarray(beta0, dtype=np.float64)
-    progress = keras.utils.Progbar(None, unit_name="newton step") if verbose else None
+    from_start = True
+    progress = None
+    if verbose:
+        import keras
+
+        progress = keras.utils.Progbar(None, unit_name="newton step")
     converged = False
     for iteration in range(1, max_iter + 1):
-        loglik, score, information, worst, rows = chunk_pass(beta)
+        loglik, score, information, worst, rows = newton_pass(beta)
+        if iteration == 1 and zero_loglik is not None and loglik < zero_loglik:
+            beta, from_start = np.zeros_like(beta), False
+            loglik, score, information, worst, rows = newton_pass(beta)
         if iteration == 1:
             collinear = _collinear_from_information(information, names)
             if collinear:
@@ -105,7 +99,7 @@ def newton(chunk_pass, beta0, names, *, max_iter, tol, verbose):
             break
     # The statistics of the last pass were taken one step (< tol, so negligible) before `beta`.
     return dict(beta=beta, loglik=loglik, information=information, iterations=iteration,
-                converged=converged, rows=rows, worst=worst)
+                converged=converged, rows=rows, worst=worst, from_start=from_start)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,7 +109,8 @@ def newton(chunk_pass, beta0, names, *, max_iter, tol, verbose):
 class _LogitBase(StatisticalEstimator):
     _use_t = False
 
-    def __init__(self, *, fit_intercept=True, max_iter=35, tol=1e-10, batch_size=131072, verbose=False):
+    def __init__(self, *, fit_intercept=True, max_iter=35, tol=1e-10, batch_size=_logit_passes.CHUNK_ROWS,
+                 verbose=False):
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
         self.tol = tol
@@ -143,13 +138,13 @@ class _LogitBase(StatisticalEstimator):
         return estimator
 
     def fit(self, X, y):
-        """Fits by maximum likelihood (Newton's method, XLA-compiled passes); returns self.
+        """Fits by maximum likelihood (Newton's method, one float64 pass over the rows per iteration); returns self.
 
-        The data is copied once into fixed-size float64 chunk tensors reused by every pass; for data
-        that does not fit in memory twice, use `fit_stream`.
+        Float64 features are used in place (other dtypes are converted once) and the intercept's column
+        of ones is never stored; for data that does not fit in memory, use `fit_stream`.
         """
         self._validate_params()
-        design = _design.build_design(X, fit_intercept=self.fit_intercept)
+        design = _design.build_design(X, fit_intercept=self.fit_intercept, implicit_intercept=True)
         y_values, y_name = self._target(y, len(design.X))
         self._fit_in_memory(design, y_values, y_name)
         self.formula_ = None
@@ -220,28 +215,11 @@ class _LogitBase(StatisticalEstimator):
         return top_left, top_right
 
     def _notes(self):
-        notes = [f"Maximum likelihood by Newton's method (XLA-compiled float64 passes), {self.n_iter_} iterations."]
+        start = f", started from the fit on 1 row in {_SAMPLE_EVERY}" if getattr(self, "_sample_start", False) else ""
+        notes = [f"Maximum likelihood by Newton's method (float64 passes), {self.n_iter_} iterations{start}."]
         if not self.converged_:
             notes.append("WARNING: the fit did not converge; do not trust these numbers.")
         return notes
-
-
-def _chunk_source(X, y, chunk_rows):
-    """Fixed-shape tensors for in-memory data, built once and reused by every Newton pass."""
-    passes = _tensorflow_passes()
-    n = len(X)
-    rows = min(chunk_rows, n)
-    chunks = []
-    for start in range(0, n, rows):
-        x_part, y_part = X[start : start + rows], y[start : start + rows]
-        mask = np.ones(len(x_part))
-        if len(x_part) < rows:
-            pad = rows - len(x_part)
-            x_part = np.concatenate([x_part, np.zeros((pad, X.shape[1]))])
-            y_part = np.concatenate([y_part, np.zeros((pad,) + y_part.shape[1:])])
-            mask = np.concatenate([mask, np.zeros(pad)])
-        chunks.append(passes.chunk_tensors(x_part, y_part, mask))
-    return lambda: iter(chunks)
 
 
 class LogisticRegression(_LogitBase):
@@ -251,7 +229,8 @@ class LogisticRegression(_LogitBase):
         fit_intercept: prepend a constant column named `const`.
         max_iter: the most Newton iterations (statsmodels' default, 35).
         tol: stop when the largest Newton step is below `tol * (1 + max |beta|)`.
-        batch_size: rows per XLA-compiled chunk; memory per pass is about `batch_size * p * 24` bytes.
+        batch_size: rows per chunk of a Newton pass; the default keeps a chunk in the CPU cache. Memory
+            beyond the data is a few chunks, about `batch_size * p * 32` bytes.
         verbose: show a Keras progress bar of the Newton iterations.
 
     Attributes (after `fit`): `params_`, `bse_`, `tvalues_` (z), `pvalues_` (Series by term);
@@ -262,8 +241,7 @@ class LogisticRegression(_LogitBase):
     lengths or strings; SingularDesignError for collinear columns (named); PerfectSeparationError
     when the regressors predict y exactly (the MLE does not exist).
 
-    Fitting needs TensorFlow under every Keras backend (the Newton passes are TensorFlow float64
-    functions, imported by `fit`); predicting and `to_keras()` do not.
+    Fitting and predicting need NumPy and SciPy only, under every Keras backend.
     """
 
     _title = "Logit Regression Results"
@@ -284,20 +262,43 @@ class LogisticRegression(_LogitBase):
         return values, name
 
     def _fit_in_memory(self, design, y, y_name):
-        chunks = _chunk_source(design.X, y, self.batch_size)
+        batches = [(design.X, y)]
         totals = (float(y.sum()), float(len(y)))
-        self._fit_chunks(chunks, design, y_name, lambda: totals)
+        self._fit_batches(lambda: batches, design, y_name, lambda: totals, start=self._sample_fit(design, y))
 
-    def _fit_chunks(self, chunks, design, y_name, totals):
-        """Newton over `chunks()`; `totals()` gives (positives, rows) once the passes are done."""
+    def _passes(self, batches, design):
+        """Newton's `newton_pass(beta)`: the binary Logit's sums over the `(X, y)` batches of `batches()`."""
+        return lambda beta: _logit_passes.newton_pass(batches(), _logit_passes.binary_statistics, beta,
+                                                      constant=design.implicit_intercept, chunk_rows=self.batch_size)
+
+    def _sample_fit(self, design, y):
+        """Coefficients fitted on every `_SAMPLE_EVERY`-th row, for Newton on all rows to start from; or None.
+
+        Newton's convergence is quadratic: from the sample's estimate (off by about its standard
+        errors) it takes 4 passes over all the rows to the same stopping rule that takes 6 from zero, and
+        the sample costs about 5 passes over 1/32 of the rows. The estimate is the same maximum of the
+        same likelihood. Below `_SAMPLE_FROM_ROWS` rows, or when the sample is separated, singular or
+        does not converge, Newton starts from zero.
+        """
+        if len(y) < _SAMPLE_FROM_ROWS:
+            return None
+        sample = [(np.ascontiguousarray(design.X[::_SAMPLE_EVERY]), y[::_SAMPLE_EVERY])]
+        try:
+            result = newton(self._passes(lambda: sample, design), np.zeros(len(design.names)), design.names,
+                            max_iter=self.max_iter, tol=1e-4, verbose=False)
+        except (PerfectSeparationError, SingularDesignError):
+            return None
+        return result["beta"] if result["converged"] and np.all(np.isfinite(result["beta"])) else None
+
+    def _fit_batches(self, batches, design, y_name, totals, start=None):
+        """Newton over the `(X, y)` batches of `batches()`, from `start` (or zero); `totals()` gives
+        (positives, rows) after the passes."""
         names = design.names
-        passes = _tensorflow_passes()
-
-        def chunk_pass(beta):
-            return passes.newton_pass(chunks, "binary", beta)
-
-        result = newton(chunk_pass, np.zeros(len(names)), names, max_iter=self.max_iter, tol=self.tol,
-                        verbose=self.verbose)
+        # Every binary Logit has log-likelihood -rows * log(2) at zero: a start that does worse is dropped.
+        zero_loglik = None if start is None else -totals()[1] * np.log(2.0)
+        result = newton(self._passes(batches, design), np.zeros(len(names)) if start is None else start, names,
+                        max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, zero_loglik=zero_loglik)
+        self._sample_start = start is not None and result["from_start"]
         positives, nobs = totals()
         mean = positives / nobs
         if mean in (0.0, 1.0):
@@ -313,7 +314,7 @@ class LogisticRegression(_LogitBase):
         self.classes_ = np.array([0, 1])
 
     def fit_stream(self, source, *, target: str = "y", y_name: str | None = None):
-        """Fits on data read chunk by chunk on every Newton pass; memory stays bounded.
+        """Fits on data read batch by batch (file by file) on every Newton pass; memory stays bounded.
 
         Args:
             source: a `tf.data.Dataset` yielding `(x, y)` batches, a directory (or file list) of `.npz`
@@ -322,30 +323,22 @@ class LogisticRegression(_LogitBase):
             y_name: the dependent variable's name in the report (default `target`).
         """
         self._validate_params()
-        passes = _tensorflow_passes()
         first = next(streaming.checked_batches(source, target=target))
         feature_names = list(first[2])
         names = (["const"] if self.fit_intercept else []) + feature_names
         counts = {"positives": 0.0, "rows": 0.0}
 
-        def chunks():
+        def batches():
             counts["positives"], counts["rows"] = 0.0, 0.0
+            for X, y, _ in streaming.checked_batches(source, target=target):
+                counts["positives"] += float(y.sum())
+                counts["rows"] += len(y)
+                yield X, y
 
-            def counted():
-                for X, y, batch_names in streaming.checked_batches(source, target=target):
-                    counts["positives"] += float(y.sum())
-                    counts["rows"] += len(y)
-                    yield X, y, batch_names
-
-            for X, y, mask in streaming.fixed_chunks(counted(), self.batch_size, self.fit_intercept):
-                yield passes.chunk_tensors(X, y, mask)
-
-        sample = first[0][:64]
-        if self.fit_intercept:
-            sample = np.column_stack([np.ones(len(sample)), sample])
-        design = _design.Design(sample, names, feature_names, "const" if self.fit_intercept else None)
+        intercept = "const" if self.fit_intercept else None
+        design = _design.Design(first[0][:64], names, feature_names, intercept, implicit_intercept=self.fit_intercept)
         # Every pass reads the same rows; the counts are those of the last pass.
-        self._fit_chunks(chunks, design, y_name or target, lambda: (counts["positives"], counts["rows"]))
+        self._fit_batches(batches, design, y_name or target, lambda: (counts["positives"], counts["rows"]))
         self.formula_ = None
         return self
 
@@ -398,7 +391,7 @@ class MultinomialLogisticRegression(_LogitBase):
 
     `params_` is a DataFrame (terms x non-reference classes), columns named `"<y>=<class>"`;
     `predict_proba` gives (n, classes) probabilities in `classes_` order. Other attributes as
-    `LogisticRegression`; fitting needs TensorFlow, as there.
+    `LogisticRegression`.
     """
 
     _title = "MNLogit Regression Results"
@@ -434,15 +427,16 @@ class MultinomialLogisticRegression(_LogitBase):
         Y = np.eye(len(classes))[codes][:, 1:]  # (n, J)
         names = design.names
         p = len(names)
-        chunks = _chunk_source(design.X, Y, self.batch_size)
-        passes = _tensorflow_passes()
+        batches = [(design.X, Y)]
 
-        def chunk_pass(beta):
-            loglik, score, information, worst, rows = passes.newton_pass(chunks, "multinomial", beta.reshape(J, p))
+        def newton_pass(beta):
+            loglik, score, information, worst, rows = _logit_passes.newton_pass(
+                batches, _logit_passes.multinomial_statistics, beta.reshape(J, p),
+                constant=design.implicit_intercept, chunk_rows=self.batch_size)
             return loglik, score.reshape(-1), information.reshape(J * p, J * p), worst, rows
 
         flat_names = [f"{k}:{n}" for k in range(J) for n in names]
-        result = newton(chunk_pass, np.zeros(J * p), flat_names, max_iter=self.max_iter, tol=self.tol,
+        result = newton(newton_pass, np.zeros(J * p), flat_names, max_iter=self.max_iter, tol=self.tol,
                         verbose=self.verbose)
         frequencies = np.bincount(codes, minlength=len(classes)) / len(codes)
         llnull = float(len(codes) * np.sum(frequencies * np.log(frequencies)))

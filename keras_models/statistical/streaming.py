@@ -1,8 +1,8 @@
 """Where Logit data comes from: arrays in memory, a `tf.data` dataset, or a directory of files.
 
-Every source is read as a sequence of `(X, y)` batches of any size; `fixed_chunks` turns them into
-chunks of one fixed shape (the last one padded and masked), so that the XLA-compiled Newton pass is
-compiled once and memory stays bounded by one chunk, whatever the size of the data.
+Every source is read as a sequence of checked `(X, y)` batches of any size (a file, or a batch of the
+dataset), one at a time, so that memory stays bounded by one batch whatever the size of the data; the
+Newton pass (`_logit_passes.newton_pass`) cuts each batch into cache-sized chunks itself.
 
 Files: `.npz` files holding arrays `X` (n, p) and `y` (n,), or `.csv` files with a header row whose
 `target` column is y and whose other columns are X (the same columns, in the same order, in every
@@ -118,29 +118,3 @@ def checked_batches(source, *, target="y", binary=True):
         offset += len(X)
     if width is None:
         raise ValueError("The data source yielded no batches.")
-
-
-def fixed_chunks(batches, chunk_rows, fit_intercept):
-    """Re-cuts `(X, y, names)` batches into `(X, y, mask)` chunks of exactly `chunk_rows` rows.
-
-    The intercept column is prepended here; the last chunk is zero-padded with mask 0.
-    """
-    pending_x, pending_y, pending = [], [], 0
-    for X, y, _ in batches:
-        if fit_intercept:
-            X = np.column_stack([np.ones(len(X)), X])
-        start = 0
-        while start < len(X):
-            take = min(chunk_rows - pending, len(X) - start)
-            pending_x.append(X[start : start + take])
-            pending_y.append(y[start : start + take])
-            pending += take
-            start += take
-            if pending == chunk_rows:
-                yield np.concatenate(pending_x), np.concatenate(pending_y), np.ones(chunk_rows)
-                pending_x, pending_y, pending = [], [], 0
-    if pending:
-        X, y = np.concatenate(pending_x), np.concatenate(pending_y)
-        pad = chunk_rows - pending
-        mask = np.concatenate([np.ones(pending), np.zeros(pad)])
-        yield (np.concatenate([X, np.zeros((pad, X.shape[1]))]), np.concatenate([y, np.zeros(pad)]), mask)

@@ -1,4 +1,4 @@
-"""Logit and MNLogit against statsmodels side by side; XLA passes, export, separation and bad input."""
+"""Logit and MNLogit against statsmodels side by side; export, separation and bad input."""
 
 import json
 import warnings
@@ -10,7 +10,6 @@ import pytest
 import sklearn.base
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
-import tensorflow as tf
 
 from keras_models.statistical import (
     ConvergenceWarning,
@@ -19,7 +18,6 @@ from keras_models.statistical import (
     PerfectSeparationError,
     SingularDesignError,
 )
-from keras_models.statistical._logit_passes import binary_chunk_statistics
 
 SPECTOR = Path(__file__).resolve().parents[1] / "data" / "spector_logit_reference.json"  # see tests/data/README.md
 
@@ -85,18 +83,6 @@ def test_spector_matches_stata():
     np.testing.assert_allclose(ours.bse_[order], expected["bse"], rtol=1e-6)
     np.testing.assert_allclose([ours.llf_, ours.llnull_, ours.prsquared_, ours.aic_, ours.bic_],
                                [expected[k] for k in ("llf", "llnull", "prsquared", "aic", "bic")], rtol=2e-7)
-
-
-def test_newton_pass_is_xla_compiled():
-    X = tf.constant(np.random.default_rng(0).normal(size=(16, 3)))
-    y = tf.constant((np.arange(16) % 2).astype(float))
-    mask, beta = tf.ones(16, tf.float64), tf.zeros(3, tf.float64)
-    hlo = binary_chunk_statistics.experimental_get_compiler_ir(X, y, mask, beta)(stage="hlo")
-    assert sum(" = " in line for line in hlo.splitlines()) > 10
-    loglik, score, information, _ = binary_chunk_statistics(X, y, mask, beta)
-    assert loglik.dtype == tf.float64
-    np.testing.assert_allclose(loglik.numpy(), 16 * np.log(0.5))
-    np.testing.assert_allclose(information.numpy(), 0.25 * X.numpy().T @ X.numpy())
 
 
 def test_export_equals_predict_proba(regression_frame, tmp_path):

@@ -121,6 +121,7 @@ _BACKEND_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # with tests/test_backends.py's slow cases, which fit every GAN variant on JAX and PyTorch
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_content_stage_and_adversarial_stage_on_other_backends(backend):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",

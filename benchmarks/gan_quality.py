@@ -42,11 +42,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras_models  # noqa: E402
 from keras_models.data import load_digits  # noqa: E402
 
-SAMPLED = ("gan", "dcgan", "cgan", "lsgan", "wgan_gp", "stylegan", "biggan", "infogan")
+SAMPLED = ("gan", "dcgan", "cgan", "lsgan", "wgan", "wgan_gp", "stylegan", "biggan", "infogan")
 TRANSLATED = ("pix2pix", "cyclegan")
 # epochs per variant, chosen so each trains in a few minutes on two CPU cores
 EPOCHS = {
-    "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan_gp": 40, "stylegan": 40, "biggan": 30,
+    "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan": 40, "wgan_gp": 40, "stylegan": 40, "biggan": 30,
     "infogan": 60, "pix2pix": 40, "cyclegan": 30, "srgan": 10,
 }
 # SRGAN's content-only first stage (SRResNet on the pixel MSE); EPOCHS["srgan"] is its adversarial stage

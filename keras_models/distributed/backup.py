@@ -136,8 +136,6 @@ def _data_random_state() -> dict:
                   "cached_gaussian": float(cached)},
     }
     if keras.backend.backend() == "torch":
-        import torch
-
         state["torch"] = _torch_generator_state()
     return state
 

@@ -26,6 +26,7 @@ import json
 import os
 
 from keras_models.distributed.launcher import JOB_ADDRESSES, NUM_PROCESSES, PROCESS_ID
+from keras_models.distributed.worker import _environment_settings
 
 UPSTREAM = "keras-team/keras#20585"
 _MENDED = False
@@ -33,25 +34,16 @@ _MENDED = False
 
 def _cluster_from_environment():
     """TF_CONFIG's value from the variables the launcher sets (every worker's address, comma-separated)."""
-    names = (JOB_ADDRESSES, NUM_PROCESSES, PROCESS_ID)
-    missing = [name for name in names if not os.environ.get(name)]
-    if missing:
+    addresses, processes, process_id = _environment_settings()
+    if addresses is None:
         raise ValueError(
-            "multi_worker_strategy() needs the cluster: set TF_CONFIG, or all of "
-            f"{', '.join(names)} (missing: {', '.join(missing)}); "
-            "`keras-models launch --backend tensorflow` sets them")
-    addresses = [address.strip() for address in os.environ[JOB_ADDRESSES].split(",") if address.strip()]
-    try:
-        processes, process_id = int(os.environ[NUM_PROCESSES]), int(os.environ[PROCESS_ID])
-    except ValueError:
-        raise ValueError(f"{NUM_PROCESSES}={os.environ[NUM_PROCESSES]!r} and {PROCESS_ID}="
-                         f"{os.environ[PROCESS_ID]!r} must be integers") from None
+            f"multi_worker_strategy() needs the cluster: set TF_CONFIG, or {JOB_ADDRESSES}, {NUM_PROCESSES} "
+            f"and {PROCESS_ID}; `keras-models launch --backend tensorflow` sets them")
+    addresses = [address.strip() for address in addresses.split(",") if address.strip()]
     if len(addresses) != processes:
         raise ValueError(
             f"{JOB_ADDRESSES} lists {len(addresses)} address(es) but {NUM_PROCESSES}={processes}: "
             "TensorFlow's multi-worker strategy needs every worker's host:port")
-    if not 0 <= process_id < processes:
-        raise ValueError(f"{PROCESS_ID}={process_id} must lie in [0, {NUM_PROCESSES}={processes})")
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": process_id}}
 
 

@@ -32,10 +32,10 @@ layers = keras.layers
 # Small pieces
 
 
-def to_pixels(x, pixel_range, name):
-    """`tanh`, then [-1, 1] -> `pixel_range`."""
+def to_pixels(x, pixel_range, name, squash="tanh"):
+    """`squash` (`tanh`, or `hard_tanh` to clip) into [-1, 1], then [-1, 1] -> `pixel_range`."""
     low, high = pixel_range
-    x = layers.Activation("tanh", name=name + "_tanh")(x)
+    x = layers.Activation(squash, name=f"{name}_{squash}")(x)
     return layers.Rescaling((high - low) / 2.0, offset=(high + low) / 2.0, name=name + "_to_pixels")(x)
 
 
@@ -325,11 +325,7 @@ def srresnet_generator(
     )(x)  # (b, scale * h, scale * w, channels), in [-1, 1] units
     interpolated = InterpolatedUpsampling(scale, residual, name=name + "_interpolate")(pixels)
     x = layers.Add(name=name + "_image_residual")([interpolated, correction])
-    x = layers.Activation("hard_tanh", name=name + "_clip")(x)  # clip to [-1, 1]
-    low, high = pixel_range
-    return keras.Model(
-        source, layers.Rescaling((high - low) / 2.0, offset=(high + low) / 2.0, name=name + "_to_pixels")(x), name=name
-    )
+    return keras.Model(source, to_pixels(x, pixel_range, name, squash="hard_tanh"), name=name)
 
 
 def sr_discriminator(image_shape, width=32, pixel_range=(0.0, 1.0), name="discriminator"):

@@ -116,7 +116,7 @@ def test_the_cluster_comes_from_the_launcher_variables(monkeypatch):
     with pytest.raises(ValueError, match="lists 1 address.*every worker"):
         tf_multi_worker._cluster_from_environment()
     monkeypatch.delenv("KERAS_DISTRIBUTION_PROCESS_ID")
-    with pytest.raises(ValueError, match="missing: KERAS_DISTRIBUTION_PROCESS_ID"):
+    with pytest.raises(ValueError, match="but KERAS_DISTRIBUTION_PROCESS_ID not"):
         tf_multi_worker._cluster_from_environment()
 
 

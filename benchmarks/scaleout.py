@@ -4,6 +4,7 @@ and, on paper, the gradient all-reduce of resnet50 and the 124M GPT on 8, 64 and
     python benchmarks/scaleout.py                      # 1, 2, 4 processes; small resnet and small GPT
     python benchmarks/scaleout.py --tiny               # a quick check that the script runs (a tiny GPT)
     python benchmarks/scaleout.py --paper-only         # only the expected scaling, no training
+    python benchmarks/scaleout.py --collectives        # all-reduces per compiled data-parallel training step
 
 Measured (JAX backend, one CPU device per process, gloo collectives on 127.0.0.1): each configuration
 runs as N processes started by `keras_models.distributed.launch`. Every process feeds its own
@@ -135,6 +136,38 @@ def worker(args) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Collectives per training step, counted in the compiled program
+
+
+def collectives_worker(args) -> None:
+    """Trains `args.model` two steps under `DataParallel` over two virtual CPU devices, with XLA dumping
+    its programs to `args.out`; the parent counts the all-reduces of the compiled training step."""
+    import keras
+
+    import keras_models
+
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+    name, config, kind = MODELS[args.model]
+    x, y = _data(kind, config, 2 * args.batch, seed=0)
+    keras_models.build(name, **config).fit(x, y, batch_size=args.batch, epochs=1, verbose=0)
+
+
+def count_collectives(model, batch, timeout):
+    """All-reduce operations in the XLA-optimized training step of `model` under `DataParallel` (two
+    devices): XLA combines gradients into few; every batch-norm layer adds its own."""
+    import re
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 --xla_dump_to={folder}"}
+        subprocess.run([sys.executable, __file__, "--collectives-worker", "--model", model, "--batch", str(batch)],
+                       env=env, check=True, timeout=timeout, capture_output=True)
+        (step,) = [path for path in Path(folder).glob("*train_step*after_optimizations.txt")]
+        return len(re.findall(r" all-reduce(?:-start)?\(", step.read_text()))
+
+
+# ------------------------------------------------------------------------------------------------
 # The parent: launch every configuration, then the paper table
 
 
@@ -217,19 +250,30 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="show the processes' output")
     parser.add_argument("--date", default=datetime.date.today().isoformat())
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--collectives", action="store_true",
+                        help="only count the all-reduces in each model's compiled data-parallel training step")
     # the processes' side
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--collectives-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
         return 0
+    if args.collectives_worker:
+        collectives_worker(args)
+        return 0
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
         parser.error(f"--models: unknown {unknown}; choose from {sorted(MODELS)}")
     if args.tiny:
         args.batch, args.steps, args.processes, args.models = 4, 3, "1,2", "gpt"
+    if args.collectives:
+        for model in args.models.split(","):
+            print(f"{model}: {count_collectives(model, args.batch, args.timeout)} all-reduce operations per "
+                  "training step under DataParallel")
+        return 0
     measured = [] if args.paper_only else measure(args)
     expected = paper()
     print(markdown(measured, expected, args))

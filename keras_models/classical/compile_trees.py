@@ -1,14 +1,16 @@
 """Fitted scikit-learn trees and forests as plain tensor operations.
 
-A tree is evaluated in one of three forms, chosen by its shape:
+A tree is evaluated in one of three forms; `strategy="auto"` picks perfect, or gather for trees too deep
+to pad (`choose_strategy`):
 
 * ``"matmul"``: the matrix-multiply form of Nakandala et al., "A Tensor Compiler for Unified Machine
   Learning Prediction Serving" (OSDI 2020). Every split is evaluated at once, a ``(splits, leaves)``
-  path matrix picks the one leaf whose ancestors all agree. Work grows with splits x leaves, so it
-  suits shallow trees.
+  path matrix picks the one leaf whose ancestors all agree. Work grows with splits x leaves; measured,
+  it is slower than the perfect form even for shallow trees, so it is chosen only by name.
 * ``"perfect"``: every tree is padded to a perfect binary tree of depth ``D``; the node index of the
-  next level is ``2 * i + 1`` (left) or ``2 * i + 2`` (right), so a traversal is ``D`` gathers of
-  fixed-size arrays. Memory grows with ``2 ** D``, so it suits medium depths.
+  next level is ``2 * i + 1`` (left) or ``2 * i + 2`` (right), so a traversal is ``D`` rounds of
+  gathers from fixed-size arrays, with the right child read from a constant table (the left child is
+  one less). Memory grows with ``2 ** D``, so it suits shallow and medium depths.
 * ``"gather"``: the node arrays as scikit-learn stores them, leaves pointing at themselves; a traversal
   is ``max_depth`` rounds of gathers. Memory grows with the number of nodes only: deep trees.
 
@@ -16,7 +18,14 @@ Exactness. scikit-learn casts ``X`` to float32 and tests ``x32 <= threshold64``.
 comparison equals ``x <= t32`` where ``t32`` is the largest float32 not above ``threshold64``
 (`float32_thresholds`), so the graphs compare in float32 and take the same branch as scikit-learn on
 every input, including inputs on or one ulp around a threshold. A missing value (NaN) goes where the
-node's ``missing_go_to_left`` flag sends it, as in scikit-learn >= 1.3.
+node's ``missing_go_to_left`` flag sends it, as in scikit-learn >= 1.3: each split reads a column of the
+input with NaN already replaced by the lowest or the largest float32 (`split_columns`), so it is a
+single comparison.
+
+Speed. A traversal round is a few gathers per (row, tree). Off TensorFlow (JAX, PyTorch) the rounds run
+tree-major, which XLA fuses into one loop per round over cache-resident node arrays; on TensorFlow,
+whose graphs are the exported ones, row-major with batched gathers, so the TFLite file has static
+shapes and seven builtin operators per round (benchmarks/forest_latency.py).
 """
 
 from __future__ import annotations
@@ -30,11 +39,11 @@ from keras_models.checks import check_features
 
 STRATEGIES = ("auto", "matmul", "perfect", "gather")
 
-# The rule behind strategy="auto": matmul up to depth 4 (its work grows with splits x leaves), the
-# perfect-tree form while the padded arrays stay small, gathers beyond. benchmarks/forest_latency.py
-# measures perfect against gather at depth 10 (perfect: lower batch-1 latency under XLA; gather: higher
-# XLA throughput at batch 10,000); the depth-4 matmul limit is not benchmarked yet.
-MATMUL_MAX_DEPTH = 4
+# The rule behind strategy="auto": the perfect-tree form while the padded arrays stay small, gathers
+# beyond. benchmarks/forest_latency.py measured (one thread, 100 trees): as TFLite files, perfect is
+# faster than matmul at every depth from 1 to 8 at batch 1 and at batch 10,000, and faster than gather at
+# depth 10 at both batch sizes, so the batch size does not change the choice. matmul stays available by
+# name (its work grows with splits x leaves).
 PERFECT_MAX_DEPTH = 12
 PERFECT_MAX_LEAVES = 1 << 22  # trees * 2**depth
 
@@ -110,9 +119,7 @@ def tree_arrays(tree, *, classifier: bool) -> TreeArrays:
 
 
 def choose_strategy(depth: int, n_trees: int) -> str:
-    """The form `strategy="auto"` picks for trees of maximum depth `depth`."""
-    if depth <= MATMUL_MAX_DEPTH:
-        return "matmul"
+    """The form `strategy="auto"` picks for trees of maximum depth `depth`, at any batch size."""
     if depth <= PERFECT_MAX_DEPTH and n_trees * (1 << depth) <= PERFECT_MAX_LEAVES:
         return "perfect"
     return "gather"
@@ -255,35 +262,61 @@ def pack_trees(trees: list[TreeArrays], strategy: str) -> tuple[dict, dict]:
 
 
 def _take(params, indices, axis=0):
-    """`keras.ops.take` without its negative-index wrap: our indices are never negative, and the wrap
-    costs a comparison and a select per gather in every exported graph."""
-    if keras.backend.backend() == "tensorflow":
+    """`keras.ops.take` without its negative-index wrap or out-of-range fill: our indices are always in
+    range, and the checks cost a comparison and a select per gather in every exported graph and under
+    XLA."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.gather(params, indices, axis=axis)
+    if backend == "jax" and axis == 0:
+        return keras.ops.convert_to_tensor(params).at[indices].get(mode="promise_in_bounds")
     return keras.ops.take(params, indices, axis=axis)
+
+
+def _take_rows(params, indices):
+    """`params[i, indices[i, j]]` for `(batch, k)` params and `(batch, m)` indices."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(params, indices, batch_dims=1)
+    return keras.ops.take_along_axis(params, indices, axis=1)
+
+
+def split_columns(feature, threshold, missing_left, n_features):
+    """The `(column, threshold)` tables the layer stores, from scikit-learn's per-node split.
+
+    A split reads, in `TreeEnsemble._input_columns`, its feature where NaN goes left, the feature plus
+    `n_features` where NaN goes right, and the missing-value indicator (threshold 0.5) for
+    scikit-learn's splits that separate missing values from all others (threshold +inf, NaN right).
+    Then every split is one comparison `value <= threshold`, with no per-node NaN test.
+    """
+    feature = np.asarray(feature, np.int64)
+    threshold = np.asarray(threshold, np.float32)
+    goes_right = np.asarray(missing_left) < 0.5
+    missing_split = goes_right & (threshold == np.inf)
+    column = feature + n_features * (goes_right.astype(np.int64) + missing_split)
+    return column.astype(np.int32), np.where(missing_split, np.float32(0.5), threshold).astype(np.float32)
 
 
 _WEIGHT_SHAPES = {
     # strategy -> name -> (shape as a function of sizes, dtype)
     "gather": {
-        "feature": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
+        "column": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
         "threshold": (lambda s: (s["n_trees"] * s["nodes"],), "float32"),
-        "missing_left": (lambda s: (s["n_trees"] * s["nodes"],), "float32"),
         "left": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
         "right": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
         "value": (lambda s: (s["n_trees"] * s["nodes"], s["n_outputs"]), "float32"),
     },
     "perfect": {
-        "feature": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
+        "column": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
         "threshold": (lambda s: (s["n_trees"] * s["nodes"],), "float32"),
-        "missing_left": (lambda s: (s["n_trees"] * s["nodes"],), "float32"),
         "value": (lambda s: (s["n_trees"] * (s["nodes"] + 1), s["n_outputs"]), "float32"),
     },
     "matmul": {
-        "feature": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
+        "column": (lambda s: (s["n_trees"] * s["nodes"],), "int32"),
         "threshold": (lambda s: (s["n_trees"] * s["nodes"],), "float32"),
-        "missing_left": (lambda s: (s["n_trees"] * s["nodes"],), "float32"),
         "path": (lambda s: (s["n_trees"], s["nodes"], s["leaves"]), "float32"),
         "left_count": (lambda s: (s["n_trees"], s["leaves"]), "float32"),
         "value": (lambda s: (s["n_trees"], s["leaves"], s["n_outputs"]), "float32"),
@@ -332,6 +365,7 @@ class TreeEnsemble(keras.layers.Layer):
         self.n_outputs = n_outputs
         self.leaves = leaves
         self.divisor = float(divisor)
+        self._right_child = None  # the perfect form's child table, made on first call
         sizes = {"n_trees": n_trees, "nodes": nodes, "leaves": leaves, "n_outputs": n_outputs}
         self.tree_weights = {}
         for weight_name, (shape, dtype) in _WEIGHT_SHAPES[strategy].items():
@@ -342,6 +376,10 @@ class TreeEnsemble(keras.layers.Layer):
 
     def set_trees(self, arrays: dict):
         """Assigns the arrays of `pack_trees` to the layer's weights."""
+        arrays = dict(arrays)
+        if "column" not in arrays:
+            arrays["column"], arrays["threshold"] = split_columns(
+                arrays.pop("feature"), arrays["threshold"], arrays.pop("missing_left"), self.n_features)
         for weight_name, variable in self.tree_weights.items():
             value = np.asarray(arrays[weight_name])
             if tuple(value.shape) != tuple(variable.shape):
@@ -350,47 +388,96 @@ class TreeEnsemble(keras.layers.Layer):
                 )
             variable.assign(value.astype(variable.dtype))
 
-    def _go_left(self, x_value, node):
-        """Whether inputs `x_value` at `node` (same shapes) take the left branch, NaN included."""
-        ops = keras.ops
-        threshold = _take(self.tree_weights["threshold"], node)
-        missing_left = ops.greater(_take(self.tree_weights["missing_left"], node), 0.5)
-        # `x != x` is the NaN test that every runtime has as a builtin comparison.
-        is_missing = ops.not_equal(x_value, x_value)
-        return ops.logical_or(ops.less_equal(x_value, threshold), ops.logical_and(is_missing, missing_left))
+    def load_own_variables(self, store):
+        """Reads `.keras` files of either layout: today's, or the first release's, which stored each
+        node's `feature` and `missing_left` where today's store the `column` (`split_columns`)."""
+        if len(store.keys()) == len(self.tree_weights) + 1:
+            names = ["feature", "threshold", "missing_left", *list(self.tree_weights)[2:]]
+            self.set_trees({name: np.asarray(store[str(i)]) for i, name in enumerate(names)})
+            return
+        super().load_own_variables(store)
 
-    def _traverse(self, x, first_node):
-        """`depth` rounds of gathers; `first_node` (n_trees,) are the roots' indices."""
+    def _split_tables(self):
         ops = keras.ops
-        batch = ops.shape(x)[0]
-        x_flat = ops.reshape(x, (-1,))  # (batch * features,)
-        row_start = ops.expand_dims(ops.arange(batch, dtype="int32") * self.n_features, 1)  # (batch, 1)
-        # The roots are the same for every sample: gather from the features directly.
-        root_feature = _take(self.tree_weights["feature"], first_node)  # (trees,)
-        x_value = _take(x, root_feature, axis=1)  # (batch, trees)
-        go_left = self._go_left(x_value, ops.expand_dims(first_node, 0))
-        node = self._next(go_left, ops.expand_dims(first_node, 0), ops.zeros_like(x_value, "int32"))
-        for _ in range(self.depth - 1):
-            feature = _take(self.tree_weights["feature"], node)  # (batch, trees)
-            x_value = _take(x_flat, row_start + feature)
-            node = self._next(self._go_left(x_value, node), node, None)
-        return node
+        return ops.convert_to_tensor(self.tree_weights["column"]), ops.convert_to_tensor(self.tree_weights["threshold"])
 
-    def _next(self, go_left, node, zeros):
+    def _input_columns(self, x):
+        """`(batch, 3 * n_features)`: the features with NaN read as the lowest float32, the features with
+        NaN read as the largest, and 1.0 where a feature is NaN (0.0 elsewhere).
+
+        Every split is then one comparison `value <= threshold` (see `split_columns`): the lowest value
+        goes left of every real threshold, the largest right of every one. `x != x` is the NaN test every
+        runtime has as a builtin comparison.
+        """
         ops = keras.ops
+        missing = ops.not_equal(x, x)
+        # The largest float32 rather than infinity: the TFLite converter clamps infinite constants to it.
+        # Real thresholds lie strictly between -largest and +largest (they are below a float32 value).
+        largest = float(np.finfo(np.float32).max)
+        low = ops.where(missing, -largest, x)
+        high = ops.where(missing, largest, x)
+        return ops.concatenate([low, high, ops.cast(missing, "float32")], axis=1)
+
+    def _child_tables(self):
+        """The node index each split sends a row to: `(left, right)` arrays, or `(None, right)` for the
+        perfect form, where the left child is always `right - 1`."""
         if self.strategy == "gather":
-            left = _take(self.tree_weights["left"], node)
-            right = _take(self.tree_weights["right"], node)
-            if zeros is not None:  # broadcast the roots over the batch
-                left, right = left + zeros, right + zeros
-            return ops.where(go_left, left, right)
-        # perfect tree, tree-local position p in tree t at node t * nodes + p: children 2p+1, 2p+2.
-        tree_start = np.arange(self.n_trees, dtype=np.int32) * self.nodes
-        position = node - tree_start
-        child = 2 * position + 2 - ops.cast(go_left, "int32")
-        if zeros is not None:
-            child = child + zeros
-        return child + tree_start
+            return self.tree_weights["left"], self.tree_weights["right"]
+        if self._right_child is None:
+            # Tree t's split at position p has children at positions 2p+1 and 2p+2. The splits are stored
+            # at t * nodes + p; the children of the last level of splits are leaves, stored in `value`
+            # at t * (nodes + 1) + (position - nodes): the table points there directly.
+            position = np.arange(self.nodes, dtype=np.int64)
+            right = 2 * position + 2
+            tree = np.arange(self.n_trees, dtype=np.int64)[:, None]
+            is_leaf = right >= self.nodes
+            table = np.where(is_leaf, tree * (self.nodes + 1) + right - self.nodes, tree * self.nodes + right)
+            self._right_child = table.reshape(-1).astype(np.int32)
+        return None, keras.ops.convert_to_tensor(self._right_child)
+
+    def _traverse(self, x):
+        """`depth` rounds of gathers: the indices into `value` each row reaches in each tree, and the
+        axis of the trees in them.
+
+        Two layouts, the same arithmetic. Tree-major `(trees, batch)` for XLA (JAX, PyTorch): rows go in
+        the inner dimension, so one tree's node arrays stay in cache while every row passes through it,
+        one fused loop per level. Row-major `(batch, trees)` for TensorFlow, whose graphs are the ones
+        exported: a row's features are read with a batched gather, so the TFLite graph has no
+        data-dependent shapes and about seven builtin operators per level.
+        """
+        ops = keras.ops
+        column, threshold = self._split_tables()
+        left, right = self._child_tables()
+        columns = self._input_columns(x)  # (batch, 3 * features)
+        roots = np.arange(self.n_trees, dtype=np.int32) * self.nodes
+        tree_major = keras.backend.backend() != "tensorflow"
+        if tree_major:
+            batch = ops.shape(x)[0]
+            flat = ops.reshape(ops.transpose(columns), (-1,))  # (3 * features * batch,)
+            rows = ops.expand_dims(ops.arange(batch, dtype="int32"), 0)  # (1, batch)
+
+            def read(node):
+                return _take(flat, _take(column, node) * batch + rows)
+        else:
+
+            def read(node):
+                return _take_rows(columns, _take(column, node))
+
+        def child(go_left, node):
+            if left is None:
+                return _take(right, node) - ops.cast(go_left, "int32")
+            return ops.where(go_left, _take(left, node), _take(right, node))
+
+        # The roots are the same for every row: read their columns directly.
+        roots = ops.convert_to_tensor(roots)
+        x_value = _take(columns, _take(column, roots), axis=1)  # (batch, trees)
+        if tree_major:
+            x_value = ops.transpose(x_value)
+            roots = ops.expand_dims(roots, 1)
+        node = child(ops.less_equal(x_value, _take(threshold, roots)), roots)
+        for _ in range(self.depth - 1):
+            node = child(ops.less_equal(read(node), _take(threshold, node)), node)
+        return node, 0 if tree_major else 1
 
     def call(self, x):
         check_features(x.shape, self.n_features, self.name)
@@ -399,32 +486,18 @@ class TreeEnsemble(keras.layers.Layer):
         if self.strategy == "matmul":
             summed = self._call_matmul(x)
         else:
-            if self.strategy == "gather":
-                roots = np.arange(self.n_trees, dtype=np.int32) * self.nodes
-                node = self._traverse(x, ops.convert_to_tensor(roots))
-                leaf = node
-            else:
-                roots = np.arange(self.n_trees, dtype=np.int32) * self.nodes
-                node = self._traverse(x, ops.convert_to_tensor(roots))
-                # position p >= nodes is leaf p - nodes of the tree; leaves are stored nodes + 1 per tree
-                tree_start = np.arange(self.n_trees, dtype=np.int32) * self.nodes
-                leaf_start = np.arange(self.n_trees, dtype=np.int32) * (self.nodes + 1)
-                leaf = node - tree_start - self.nodes + leaf_start
-            values = _take(self.tree_weights["value"], leaf, axis=0)  # (batch, trees, outputs)
-            summed = ops.sum(values, axis=1)
+            leaf, tree_axis = self._traverse(x)
+            values = _take(self.tree_weights["value"], leaf, axis=0)  # (..., outputs)
+            summed = ops.sum(values, axis=tree_axis)
         if self.divisor != 1.0:
             summed = summed / self.divisor
         return summed  # (batch, outputs)
 
     def _call_matmul(self, x):
         ops = keras.ops
-        x_value = _take(x, self.tree_weights["feature"], axis=1)  # (batch, trees * splits)
-        threshold = self.tree_weights["threshold"]
-        missing_left = ops.greater(self.tree_weights["missing_left"], 0.5)
-        go_left = ops.logical_or(
-            ops.less_equal(x_value, threshold),
-            ops.logical_and(ops.not_equal(x_value, x_value), missing_left),
-        )
+        column, threshold = self._split_tables()
+        x_value = _take(self._input_columns(x), column, axis=1)  # (batch, trees * splits)
+        go_left = ops.less_equal(x_value, threshold)
         decisions = ops.reshape(ops.cast(go_left, "float32"), (-1, self.n_trees, self.nodes))
         decisions = ops.transpose(decisions, (1, 0, 2))  # (trees, batch, splits)
         # +1 per left ancestor taken, -1 per right ancestor wrongly taken: equals the number of left

@@ -124,6 +124,28 @@ def test_missing_values_follow_sklearn(strategy, tmp_path):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+def test_missing_or_not_split_sends_only_nan_right(strategy, tmp_path):
+    # Feature 0 is missing exactly for class 1: scikit-learn splits "missing or not" (threshold +inf,
+    # NaN right). Every other value, the largest float32 and +inf included, goes left.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 200)
+    x[y == 1, 0] = np.nan
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y)
+    assert tree.tree_.threshold[0] == np.inf and not tree.tree_.missing_go_to_left[0]
+    big = np.finfo(np.float32).max
+    finite = np.array([[np.nan, 0.0], [big, 0.0], [-big, 1.0], [0.5, np.nan]], np.float32)
+    infinite = np.array([[np.inf, 0.0], [-np.inf, 1.0]], np.float32)  # scikit-learn refuses these
+    expected = np.concatenate([tree.predict_proba(finite), tree.predict_proba(finite[1:3])])
+    assert not np.allclose(expected[0], expected[1])  # NaN and the rest reach different leaves
+    model = compile_sklearn(tree, strategy=strategy)
+    rows = np.concatenate([finite, infinite])
+    np.testing.assert_array_equal(_keras(model, rows), expected.astype(np.float32))
+    for path in (export.to_tflite(model, tmp_path / "m.tflite").path, export.to_onnx(model, tmp_path / "m.onnx").path):
+        np.testing.assert_array_equal(export.run_artifact(path, rows)[0], expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_regressors_equal_sklearn(strategy):
     x, y = load_diabetes(return_X_y=True)
     x = x.astype(np.float32)
@@ -173,7 +195,7 @@ def test_auto_strategy_follows_depth_and_is_visible():
         assert chosen[tree.get_depth()] == choose_strategy(tree.get_depth(), 1)
         assert any(tree_strategy(model) in layer.name for layer in model.layers)
         np.testing.assert_allclose(_keras(model, x[:500]), tree.predict(x[:500])[:, None], rtol=1e-6)
-    assert list(chosen.values()) == ["matmul", "perfect", "gather"], chosen
+    assert list(chosen.values()) == ["perfect", "perfect", "gather"], chosen
     assert max(chosen) > 20
 
 
@@ -230,3 +252,68 @@ def test_large_forest_exact_in_every_runtime(task, tmp_path):
             np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7, err_msg=f"{strategy} {runtime}")
             if task == "classification":
                 assert np.array_equal(out.argmax(1), forest.predict(inputs)), (strategy, runtime)
+
+
+def _forest_with_missing_values():
+    x, y = load_iris(return_X_y=True)
+    rng = np.random.default_rng(2)
+    x = x.astype(np.float32)
+    x_train = x.copy()
+    x_train[rng.random(x.shape) < 0.15] = np.nan
+    forest = RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0).fit(x_train, y)
+    rows = x + rng.normal(scale=0.1, size=x.shape).astype(np.float32)
+    rows[rng.random(x.shape) < 0.3] = np.nan
+    return forest, rows
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_first_release_files_load(strategy):
+    # The first release stored each node's feature and NaN direction; today's files store the column
+    # the split reads. A layer given the old arrays in the old order computes the same probabilities.
+    from keras_models.classical.compile_trees import TreeEnsemble, pack_trees, tree_arrays
+
+    forest, rows = _forest_with_missing_values()
+    model = compile_sklearn(forest, strategy=strategy)
+    layer = next(layer for layer in model.layers if isinstance(layer, TreeEnsemble))
+    old, _ = pack_trees([tree_arrays(e.tree_, classifier=True) for e in forest.estimators_], strategy)
+    names = ["feature", "threshold", "missing_left", *[n for n in layer.tree_weights if n not in ("column", "threshold")]]
+    fresh = TreeEnsemble.from_config(layer.get_config())
+    fresh.load_own_variables({str(i): old[name] for i, name in enumerate(names)})
+    expected = forest.predict_proba(rows)
+    np.testing.assert_allclose(_keras(keras.Sequential([keras.Input((4,)), fresh]), rows), expected,
+                               rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError):  # any other count of arrays is still an error
+        TreeEnsemble.from_config(layer.get_config()).load_own_variables({"0": old["feature"]})
+
+
+_BACKEND_WORKER = """
+import sys, numpy as np, keras
+import keras_models.classical
+rows = np.load(sys.argv[1])
+out = {s: keras.ops.convert_to_numpy(keras.saving.load_model(f"{sys.argv[2]}/{s}.keras")(rows))
+       for s in ("matmul", "perfect", "gather")}
+np.savez(sys.argv[3], backend=keras.backend.backend(), **out)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", pytest.param("torch", marks=pytest.mark.slow)])
+def test_every_form_gives_the_same_probabilities_on_jax_and_torch(backend, tmp_path):
+    # The forms are written in keras.ops (with a tree-major traversal off TensorFlow): the files this
+    # process saves give scikit-learn's probabilities on the other backends, missing values included.
+    import os
+    import subprocess
+    import sys
+
+    forest, rows = _forest_with_missing_values()
+    np.save(tmp_path / "rows.npy", rows)
+    for strategy in STRATEGIES:
+        compile_sklearn(forest, strategy=strategy).save(tmp_path / f"{strategy}.keras")
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = subprocess.run([sys.executable, "-c", _BACKEND_WORKER, str(tmp_path / "rows.npy"), str(tmp_path),
+                          str(tmp_path / "out.npz")], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    assert str(out["backend"]) == backend
+    expected = forest.predict_proba(rows)
+    for strategy in STRATEGIES:
+        np.testing.assert_allclose(out[strategy], expected, rtol=1e-6, atol=1e-7, err_msg=strategy)

@@ -24,8 +24,9 @@ single comparison.
 
 Speed. A traversal round is a few gathers per (row, tree). Off TensorFlow (JAX, PyTorch) the rounds run
 tree-major, which XLA fuses into one loop per round over cache-resident node arrays; on TensorFlow,
-whose graphs are the exported ones, row-major with batched gathers, so the TFLite file has static
-shapes and seven builtin operators per round (benchmarks/forest_latency.py).
+whose graphs are the exported ones, row-major with batched gathers and, in the perfect form, children
+by arithmetic, so the TFLite file has static shapes and three gathers and five elementwise builtin
+operators per round (benchmarks/forest_latency.py).
 """
 
 from __future__ import annotations
@@ -365,7 +366,6 @@ class TreeEnsemble(keras.layers.Layer):
         self.n_outputs = n_outputs
         self.leaves = leaves
         self.divisor = float(divisor)
-        self._right_child = None  # the perfect form's child table, made on first call
         sizes = {"n_trees": n_trees, "nodes": nodes, "leaves": leaves, "n_outputs": n_outputs}
         self.tree_weights = {}
         for weight_name, (shape, dtype) in _WEIGHT_SHAPES[strategy].items():
@@ -418,22 +418,14 @@ class TreeEnsemble(keras.layers.Layer):
         high = ops.where(missing, largest, x)
         return ops.concatenate([low, high, ops.cast(missing, "float32")], axis=1)
 
-    def _child_tables(self):
-        """The node index each split sends a row to: `(left, right)` arrays, or `(None, right)` for the
-        perfect form, where the left child is always `right - 1`."""
-        if self.strategy == "gather":
-            return self.tree_weights["left"], self.tree_weights["right"]
-        if self._right_child is None:
-            # Tree t's split at position p has children at positions 2p+1 and 2p+2. The splits are stored
-            # at t * nodes + p; the children of the last level of splits are leaves, stored in `value`
-            # at t * (nodes + 1) + (position - nodes): the table points there directly.
-            position = np.arange(self.nodes, dtype=np.int64)
-            right = 2 * position + 2
-            tree = np.arange(self.n_trees, dtype=np.int64)[:, None]
-            is_leaf = right >= self.nodes
-            table = np.where(is_leaf, tree * (self.nodes + 1) + right - self.nodes, tree * self.nodes + right)
-            self._right_child = table.reshape(-1).astype(np.int32)
-        return None, keras.ops.convert_to_tensor(self._right_child)
+    def _right_child_table(self):
+        """The perfect form's right children: position 2p + 2 of split p, as an index into the splits,
+        or into `value` (at t * (nodes + 1) + position - nodes) for the last level's leaves."""
+        position = 2 * np.arange(self.nodes, dtype=np.int64) + 2
+        tree = np.arange(self.n_trees, dtype=np.int64)[:, None]
+        table = np.where(position >= self.nodes, tree * (self.nodes + 1) + position - self.nodes,
+                         tree * self.nodes + position)
+        return table.reshape(-1).astype(np.int32)
 
     def _traverse(self, x):
         """`depth` rounds of gathers: the indices into `value` each row reaches in each tree, and the
@@ -443,14 +435,15 @@ class TreeEnsemble(keras.layers.Layer):
         the inner dimension, so one tree's node arrays stay in cache while every row passes through it,
         one fused loop per level. Row-major `(batch, trees)` for TensorFlow, whose graphs are the ones
         exported: a row's features are read with a batched gather, so the TFLite graph has no
-        data-dependent shapes and about seven builtin operators per level.
+        data-dependent shapes, and the perfect form's children come from arithmetic: three gathers and
+        five elementwise builtin operators per level.
         """
         ops = keras.ops
         column, threshold = self._split_tables()
-        left, right = self._child_tables()
         columns = self._input_columns(x)  # (batch, 3 * features)
         roots = np.arange(self.n_trees, dtype=np.int32) * self.nodes
         tree_major = keras.backend.backend() != "tensorflow"
+        tree = np.arange(self.n_trees, dtype=np.int32).reshape((self.n_trees, 1) if tree_major else (1, -1))
         if tree_major:
             batch = ops.shape(x)[0]
             flat = ops.reshape(ops.transpose(columns), (-1,))  # (3 * features * batch,)
@@ -463,10 +456,26 @@ class TreeEnsemble(keras.layers.Layer):
             def read(node):
                 return _take_rows(columns, _take(column, node))
 
-        def child(go_left, node):
-            if left is None:
+        if self.strategy == "gather":
+            left, right = (ops.convert_to_tensor(self.tree_weights[name]) for name in ("left", "right"))
+
+            def child(go_left, node):
+                return ops.where(go_left, _take(left, node), _take(right, node))
+        elif tree_major:
+            # Under XLA a gather from a constant table keeps each round's loop fused without recomputing
+            # the previous rounds; the table points the last round straight at the leaves in `value`.
+            right = ops.convert_to_tensor(self._right_child_table())
+
+            def child(go_left, node):
                 return _take(right, node) - ops.cast(go_left, "int32")
-            return ops.where(go_left, _take(left, node), _take(right, node))
+        else:
+            # In TFLite a gather costs several times an elementwise operator, so the child comes from
+            # arithmetic: tree t's split at position p, stored at g = t * nodes + p, has its right child
+            # at position 2p + 2, stored at 2g + (2 - t * nodes). The left child is one less.
+            offset = ops.convert_to_tensor(2 - tree * self.nodes)
+
+            def child(go_left, node):
+                return node * 2 + offset - ops.cast(go_left, "int32")
 
         # The roots are the same for every row: read their columns directly.
         roots = ops.convert_to_tensor(roots)
@@ -477,6 +486,10 @@ class TreeEnsemble(keras.layers.Layer):
         node = child(ops.less_equal(x_value, _take(threshold, roots)), roots)
         for _ in range(self.depth - 1):
             node = child(ops.less_equal(read(node), _take(threshold, node)), node)
+        if self.strategy == "perfect" and not tree_major:
+            # The last round lands on leaf position q = 2p + 2 - nodes (or one less), stored in `value` at
+            # t * (nodes + 1) + q: from where the arithmetic put it, t * nodes + 2p + 2, add t - nodes.
+            node = node + ops.convert_to_tensor(tree - self.nodes)
         return node, 0 if tree_major else 1
 
     def call(self, x):

@@ -104,16 +104,21 @@ def test_edge_inputs_take_both_branches():
         assert np.array_equal(probabilities.argmax(1), tree.predict(edges))
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_missing_values_follow_sklearn(strategy, tmp_path):
+def _forest_with_missing_values():
     x, y = load_iris(return_X_y=True)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(2)
     x = x.astype(np.float32)
     x_train = x.copy()
     x_train[rng.random(x.shape) < 0.15] = np.nan
-    forest = RandomForestClassifier(n_estimators=6, max_depth=5, random_state=0).fit(x_train, y)
-    x_test = x + rng.normal(scale=0.1, size=x.shape).astype(np.float32)
-    x_test[rng.random(x.shape) < 0.3] = np.nan
+    forest = RandomForestClassifier(n_estimators=6, max_depth=6, random_state=0).fit(x_train, y)
+    rows = x + rng.normal(scale=0.1, size=x.shape).astype(np.float32)
+    rows[rng.random(x.shape) < 0.3] = np.nan
+    return forest, rows
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_missing_values_follow_sklearn(strategy, tmp_path):
+    forest, x_test = _forest_with_missing_values()
     x_test[:5] = np.nan  # all missing
     expected = forest.predict_proba(x_test)
     model = compile_sklearn(forest, strategy=strategy)
@@ -252,18 +257,6 @@ def test_large_forest_exact_in_every_runtime(task, tmp_path):
             np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7, err_msg=f"{strategy} {runtime}")
             if task == "classification":
                 assert np.array_equal(out.argmax(1), forest.predict(inputs)), (strategy, runtime)
-
-
-def _forest_with_missing_values():
-    x, y = load_iris(return_X_y=True)
-    rng = np.random.default_rng(2)
-    x = x.astype(np.float32)
-    x_train = x.copy()
-    x_train[rng.random(x.shape) < 0.15] = np.nan
-    forest = RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0).fit(x_train, y)
-    rows = x + rng.normal(scale=0.1, size=x.shape).astype(np.float32)
-    rows[rng.random(x.shape) < 0.3] = np.nan
-    return forest, rows
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

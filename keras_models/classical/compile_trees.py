@@ -9,8 +9,11 @@ to pad (`choose_strategy`):
   it is slower than the perfect form even for shallow trees, so it is chosen only by name.
 * ``"perfect"``: every tree is padded to a perfect binary tree of depth ``D``; the node index of the
   next level is ``2 * i + 1`` (left) or ``2 * i + 2`` (right), so a traversal is ``D`` rounds of
-  gathers from fixed-size arrays, with the right child read from a constant table (the left child is
-  one less). Memory grows with ``2 ** D``, so it suits shallow and medium depths.
+  gathers from fixed-size arrays, the child computed (or, under XLA, read from a constant table). The
+  padding splits below a shallow leaf send every row left, and every padded leaf below it holds its
+  value, so even a row sent the other way (an input of +inf, where TFLite has clamped the padding's
+  +inf threshold to the largest float32) reaches the right value. Memory grows with ``2 ** D``, so it
+  suits shallow and medium depths.
 * ``"gather"``: the node arrays as scikit-learn stores them, leaves pointing at themselves; a traversal
   is ``max_depth`` rounds of gathers. Memory grows with the number of nodes only: deep trees.
 

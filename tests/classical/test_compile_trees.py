@@ -129,6 +129,23 @@ def test_missing_values_follow_sklearn(strategy, tmp_path):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+def test_infinite_inputs_branch_like_the_largest_float32(strategy, tmp_path):
+    # scikit-learn refuses +-inf, but every real threshold lies strictly between -largest and +largest
+    # float32, so an infinite feature takes the branches the largest finite one takes. That holds in
+    # the perfect form's padding too, whose +inf thresholds TFLite clamps to the largest float32.
+    forest, rows = _forest_with_missing_values()
+    rng = np.random.default_rng(3)
+    rows[rng.random(rows.shape) < 0.3] = np.inf
+    rows[rng.random(rows.shape) < 0.2] = -np.inf
+    largest = np.finfo(np.float32).max
+    expected = forest.predict_proba(np.clip(rows, -largest, largest))
+    model = compile_sklearn(forest, strategy=strategy)
+    np.testing.assert_allclose(_keras(model, rows), expected, rtol=1e-6, atol=1e-7)
+    for path in (export.to_tflite(model, tmp_path / "m.tflite").path, export.to_onnx(model, tmp_path / "m.onnx").path):
+        np.testing.assert_allclose(export.run_artifact(path, rows)[0], expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_missing_or_not_split_sends_only_nan_right(strategy, tmp_path):
     # Feature 0 is missing exactly for class 1: scikit-learn splits "missing or not" (threshold +inf,
     # NaN right). Every other value, the largest float32 and +inf included, goes left.

@@ -275,7 +275,15 @@ def _take(params, indices, axis=0):
 
         return tf.gather(params, indices, axis=axis)
     if backend == "jax" and axis == 0:
-        return keras.ops.convert_to_tensor(params).at[indices].get(mode="promise_in_bounds")
+        # lax.gather itself: NumPy-style indexing would add a negative-index wrap to every gather.
+        from jax import lax
+
+        params = keras.ops.convert_to_tensor(params)
+        indices = keras.ops.convert_to_tensor(indices)
+        numbers = lax.GatherDimensionNumbers(offset_dims=tuple(range(indices.ndim, indices.ndim + params.ndim - 1)),
+                                             collapsed_slice_dims=(0,), start_index_map=(0,))
+        return lax.gather(params, indices[..., None], numbers, slice_sizes=(1, *params.shape[1:]),
+                          mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
     return keras.ops.take(params, indices, axis=axis)
 
 

@@ -46,8 +46,8 @@ STRATEGIES = ("auto", "matmul", "perfect", "gather")
 # The rule behind strategy="auto": the perfect-tree form while the padded arrays stay small, gathers
 # beyond. benchmarks/forest_latency.py measured (one thread, 100 trees): as TFLite files, perfect is
 # faster than matmul at every depth from 1 to 8 at batch 1 and at batch 10,000, and faster than gather at
-# depth 10 at both batch sizes, so the batch size does not change the choice. matmul stays available by
-# name (its work grows with splits x leaves).
+# depth 10 at both batch sizes (also on JAX), so the batch size does not change the choice. matmul stays
+# available by name (its work grows with splits x leaves).
 PERFECT_MAX_DEPTH = 12
 PERFECT_MAX_LEAVES = 1 << 22  # trees * 2**depth
 

@@ -92,12 +92,14 @@ def litert_runner(path, x, threads):
     return run
 
 
-def onnx_runner(path, x, threads):
+def onnx_runner(model, x, threads):
+    """`run()` -> the session's outputs; `model` is a path or the serialized model."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = model if isinstance(model, bytes) else str(model)
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: x}
     return lambda: session.run(None, feed)
 

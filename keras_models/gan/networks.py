@@ -261,18 +261,30 @@ def residual_block(x, filters, norm, name):
     return layers.Add(name=name + "_add")([shortcut, x])
 
 
-def resnet_generator(image_shape, width=32, num_blocks=3, downsamples=1, pixel_range=(0.0, 1.0), name="generator"):
-    """CycleGAN's generator: 7x7 convolution, strided downsampling, residual blocks, transposed
-    upsampling, 7x7 convolution; instance normalization throughout."""
+def resnet_generator(image_shape, width=32, num_blocks=3, downsamples=1, kernel_size=7, pixel_range=(0.0, 1.0),
+                     name="generator"):
+    """CycleGAN's generator: a `kernel_size` convolution (7 in the paper), strided downsampling,
+    residual blocks, transposed upsampling, a `kernel_size` convolution; instance normalization
+    throughout.
+
+    The receptive field decides which translations the generator can make: one that sees the whole
+    image can move content across it (and, unpaired, swap one class for another that cycles back),
+    one that sees a few pixels only makes local changes."""
+    if not isinstance(downsamples, int) or downsamples < 0 or image_shape[0] % (1 << downsamples):
+        raise ValueError(f"downsamples must be an integer >= 0 that halves image_shape {tuple(image_shape)} evenly; "
+                         f"got downsamples={downsamples!r}.")
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive integer; got kernel_size={kernel_size!r}.")
     source = keras.Input(shape=tuple(image_shape), name=name + "_source")
-    x = conv_block(from_pixels(source, pixel_range, name), width, 1, "instance", "relu", name + "_stem", kernel_size=7)
+    x = conv_block(from_pixels(source, pixel_range, name), width, 1, "instance", "relu", name + "_stem",
+                   kernel_size=kernel_size)
     for step in range(downsamples):
         x = conv_block(x, width * 2 ** (step + 1), 2, "instance", "relu", f"{name}_down{step + 1}", kernel_size=3)
     for block in range(num_blocks):
         x = residual_block(x, width * 2**downsamples, "instance", f"{name}_res{block + 1}")
     for step in reversed(range(downsamples)):
         x = conv_block(x, width * 2**step, 2, "instance", "relu", f"{name}_up{step + 1}", kernel_size=3, transpose=True)
-    x = layers.Conv2D(image_shape[-1], 7, padding="same", name=name + "_to_rgb")(x)
+    x = layers.Conv2D(image_shape[-1], kernel_size, padding="same", name=name + "_to_rgb")(x)
     return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
 
 

@@ -59,3 +59,24 @@ def test_variant_trains_one_epoch_with_xla(variant, tmp_path):
     assert {"d_loss", "g_loss", "d_accuracy"} <= set(results["train"])
     assert any(not np.array_equal(b, np.array(a)) for b, a in zip(g_before, gan.generator.trainable_weights))
     assert any(not np.array_equal(b, np.array(a)) for b, a in zip(d_before, gan.discriminator.trainable_weights))
+
+
+def test_small_images_get_their_own_defaults_and_explicit_options_still_win():
+    # BigGAN: the paper's rates and two critic steps above 16 pixels, equal rates and one step at or below.
+    small, large = (keras_models.build("biggan", image_shape=shape) for shape in ((8, 8, 1), (32, 32, 1)))
+    assert (small.n_critic, large.n_critic) == (1, 2)
+    np.testing.assert_allclose([float(small.d_optimizer.learning_rate), float(small.g_optimizer.learning_rate)], [1e-3, 1e-3])
+    np.testing.assert_allclose([float(large.d_optimizer.learning_rate), float(large.g_optimizer.learning_rate)], [4e-4, 1e-4])
+    chosen = keras_models.build("biggan", image_shape=(8, 8, 1), n_critic=3, g_learning_rate=5e-4)
+    assert chosen.n_critic == 3 and np.isclose(float(chosen.g_optimizer.learning_rate), 5e-4)
+
+    # CycleGAN: a local generator (3x3, no downsampling) at or below 16 pixels, the wider one above.
+    def shape(gan):
+        convs = [layer for layer in gan.generator.layers if isinstance(layer, keras.layers.Conv2D)]
+        return convs[0].kernel_size, sum(layer.strides == (2, 2) for layer in convs)
+
+    assert shape(keras_models.build("cyclegan", image_shape=(16, 16, 1))) == ((3, 3), 0)
+    assert shape(keras_models.build("cyclegan", image_shape=(32, 32, 1))) == ((7, 7), 1)
+    assert shape(keras_models.build("cyclegan", image_shape=(8, 8, 1), kernel_size=5, downsamples=1)) == ((5, 5), 1)
+    with pytest.raises(ValueError, match="kernel_size must be an odd"):
+        keras_models.build("cyclegan", image_shape=(8, 8, 1), kernel_size=4)

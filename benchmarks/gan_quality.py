@@ -52,7 +52,7 @@ TRANSLATED = ("pix2pix", "cyclegan", "cyclegan_whole_image")
 BUILT_AS = {"cyclegan_whole_image": ("cyclegan", {"kernel_size": 7, "downsamples": 1, "num_blocks": 3})}
 # epochs per variant, chosen so each trains in a few minutes on two CPU cores
 EPOCHS = {
-    "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan": 40, "wgan_gp": 40, "stylegan": 40, "biggan": 30,
+    "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan": 40, "wgan_gp": 40, "stylegan": 40, "biggan": 80,
     "infogan": 60, "pix2pix": 40, "cyclegan": 60, "cyclegan_whole_image": 60, "srgan": 10,
 }
 # SRGAN's content-only first stage (SRResNet on the pixel MSE); EPOCHS["srgan"] is its adversarial stage

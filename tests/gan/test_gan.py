@@ -61,8 +61,9 @@ def test_ttur_learning_rates_and_optimizer_defaults():
     assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-4)
     wgan = build_tiny("wgan", jit_compile=False)
     assert isinstance(wgan.d_optimizer, keras.optimizers.RMSprop) and wgan.clip_value == 0.01
-    biggan = build_tiny("biggan", jit_compile=False)
-    assert float(biggan.d_optimizer.learning_rate) > float(biggan.g_optimizer.learning_rate)  # TTUR
+    # BigGAN's TTUR (4e-4 / 1e-4) above 16 pixels; equal rates at or below (test_variants.py)
+    biggan = build_tiny("biggan", image_shape=(32, 32, 1), jit_compile=False)
+    assert float(biggan.d_optimizer.learning_rate) > float(biggan.g_optimizer.learning_rate)
     assert biggan.loss_name == "hinge"
 
 

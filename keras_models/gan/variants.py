@@ -60,16 +60,9 @@ def _pix2pix_networks(image_shape, num_classes, latent_dim, width, pixel_range, 
 
 
 def _cyclegan_networks(image_shape, num_classes, latent_dim, width, pixel_range, options):
-    # Images of 16 pixels or fewer a side get a local generator: 3x3 convolutions, no downsampling, one
-    # residual block (a receptive field of 9 pixels). The paper's 7x7 stem and downsampling see the
-    # whole of such an image, and unpaired training then learns to swap digits for others that cycle
-    # back (on the 8x8 digits: 35% judged the right class against 89%, BENCHMARKS.md).
-    small = max(image_shape[:2]) <= SMALL_IMAGE
-    chosen = {"num_blocks": 1 if small else 3, "downsamples": 0 if small else 1, "kernel_size": 3 if small else 7}
-    chosen.update({k: v for k, v in options.items() if v is not None})
-    blocks = chosen["num_blocks"]
+    blocks = options["num_blocks"]
     shared = {"pixel_range": pixel_range}
-    shape = {"downsamples": chosen["downsamples"], "kernel_size": chosen["kernel_size"]}
+    shape = {"downsamples": options["downsamples"], "kernel_size": options["kernel_size"]}
     return {
         "generator": networks.resnet_generator(image_shape, width, blocks, name="generator_ab", **shape, **shared),
         "generator_ba": networks.resnet_generator(image_shape, width, blocks, name="generator_ba", **shape, **shared),
@@ -117,8 +110,8 @@ SMALL_IMAGE = 16
 #   `network_options`: options of the networks (with defaults), not of the model.
 # - `optimizers`: (discriminator, generator) configs; different learning rates are TTUR.
 # - `image_shape`: the default; `fit`: how it is trained, for its docstring.
-# - `small_images`: `model` options and `optimizers` replacing the defaults for images of SMALL_IMAGE
-#   pixels a side or fewer.
+# - `small_images`: `model` options, `network_options` and `optimizers` replacing the defaults for
+#   images of SMALL_IMAGE pixels a side or fewer.
 CONFIGS = {
     "gan": {
         "networks": _dense_networks,
@@ -215,8 +208,12 @@ CONFIGS = {
         "networks": _cyclegan_networks,
         "model_class": CycleGAN,
         "options": ("cycle_weight", "identity_weight"),
-        # None: chosen by image size in _cyclegan_networks
-        "network_options": {"num_blocks": None, "downsamples": None, "kernel_size": None},
+        "network_options": {"num_blocks": 3, "downsamples": 1, "kernel_size": 7},
+        # A local generator: 3x3 convolutions, no downsampling, one residual block (a 9x9 window). The
+        # 7x7 stem and downsampling see the whole of a small image, and unpaired training then learns to
+        # swap digits for others that cycle back (8x8 digits: 31.8% judged the right class against
+        # 90.2%, BENCHMARKS.md).
+        "small_images": {"network_options": {"num_blocks": 1, "downsamples": 0, "kernel_size": 3}},
         "fit": "`fit(images_a, images_b)`",
         "description": "CycleGAN: two ResNet generators, two PatchGANs, cycle + identity (Zhu et al., 2017)",
         "paper": "Zhu et al., 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
@@ -314,6 +311,7 @@ def _gan(
     if max(image_shape[:2]) <= SMALL_IMAGE and "small_images" in config:
         small = config["small_images"]
         config = {**config, "model": {**config["model"], **small.get("model", {})},
+                  "network_options": {**config.get("network_options", {}), **small.get("network_options", {})},
                   "optimizers": small.get("optimizers", config["optimizers"])}
     allowed = _accepted(config)
     unknown = sorted(set(options) - allowed)

@@ -169,12 +169,19 @@ class CheckedModel(keras.Model):
         """The model's own checks of `fit` and `evaluate` inputs (shapes, token id ranges), run before
         the shared ones; a subclass overrides it. None by default."""
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(self, x=None, y=None, *args, data_on_device=None, **kwargs):
+        """Keras' `fit`, with the arrays checked first. `data_on_device`: `None` feeds numpy arrays from
+        the accelerator's memory on JAX where they fit (`keras_models.device_feed`), `True` insists,
+        `False` keeps Keras' host path."""
         self.check_inputs(x, y)
         check_training_data(self, x, y)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
             check_training_data(self, validation[0], validation[1], what=("validation_data x", "validation_data y"))
+        if not args:
+            from keras_models.device_feed import device_fit_arguments
+
+            x, y, kwargs = device_fit_arguments(x, y, kwargs, data_on_device)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):

@@ -38,7 +38,10 @@ def classifier_head(x, num_classes: int, head: str, name: str):
     check_head(head)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
-    return keras.layers.Dense(num_classes, activation=head, name=name + "_predictions")(x)
+    # Under a mixed-precision policy the output layer computes in float32 (Keras' advice for softmax).
+    mixed = keras.config.dtype_policy().compute_dtype != keras.config.dtype_policy().variable_dtype
+    return keras.layers.Dense(num_classes, activation=head, name=name + "_predictions",
+                              dtype="float32" if mixed else None)(x)
 
 
 def head_loss(head: str, num_classes: int):

@@ -19,6 +19,8 @@ import importlib
 import warnings
 from typing import Callable
 
+import keras
+
 from keras_models.families import FAMILIES, get_family
 
 
@@ -118,7 +120,7 @@ def get_model_info(name: str) -> ModelInfo:
     return info
 
 
-def build(name: str, /, **config):
+def build(name: str, /, *, dtype=None, **config):
     """Builds the registered model `name`, passing `config` to its builder.
 
     What comes back depends on the family (`keras_models.families.FAMILIES`):
@@ -139,9 +141,33 @@ def build(name: str, /, **config):
 
     `name` is positional-only, so a builder's own `name=` argument (the Keras model name) passes through.
 
+    `dtype` is the Keras dtype policy the model is built with, for the families that return a Keras
+    model: `None` for the global policy (float32 unless changed), `"mixed_bfloat16"` for mixed precision
+    on accelerators (bfloat16 computations, float32 variables), `"mixed_float16"` (Keras adds loss
+    scaling at compile), or any name or `keras.DTypePolicy` that Keras knows. Classifier outputs stay
+    float32 under a mixed policy. Export expects a float32 model: rebuild with `dtype=None` and copy
+    the weights (`set_weights`) before `to_tflite` or `to_onnx`.
+
     Example:
         >>> model = keras_models.build("mlp", input_shape=(64,), num_classes=10)
         >>> model.fit(x, y)
         >>> logit = keras_models.build("logistic_regression").fit(X, y)
     """
-    return get_model_info(name).builder(**config)
+    info = get_model_info(name)
+    if dtype is None:
+        return info.builder(**config)
+    try:
+        policy = keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Unknown dtype {dtype!r} for {name!r}: pass a Keras dtype policy name such as "
+                         f"'float32', 'mixed_bfloat16' or 'mixed_float16' ({error}).") from None
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = info.builder(**config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"dtype applies to the models that are Keras models; {name!r} builds a "
+                         f"{type(model).__name__}, which computes in float64 with NumPy.")
+    return model

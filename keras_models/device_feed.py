@@ -4,13 +4,13 @@ Keras' JAX trainer feeds `fit(x, y)` from numpy arrays by gathering every batch 
 it to the device, one batch ahead. For images that is the slow part of a step on a GPU: a batch of 256
 float32 images of 224x224x3 is 154 MB gathered and copied per step (measured on one H100:
 `keras.applications.ResNet50` in bf16 trained at 3,316 images/s through `fit()` against 5,510 with the
-data already on the device). When the arrays fit comfortably in the accelerator's memory, the library's models copy
-them there once per `fit` and gather each (shuffled) batch on the device, inside one jitted call that
-returns at once: no host copy and no host synchronisation per step.
+data already on the device). When the arrays fit comfortably in the accelerator's memory, the
+library's models copy them there once per `fit` and gather each (shuffled) batch on the device, inside
+one jitted call that returns at once: no host copy and no host synchronisation per step.
 
 `DeviceArrays` is that feed, a `keras.utils.PyDataset` whose batches are device arrays (Keras passes
-them through unchanged). `device_fit_arguments` decides, for the models that call it from their
-`fit` (every `CheckedModel` builder and `gpt_causal_lm`), whether to use it: `data_on_device=None`
+them through unchanged). `device_fit_arguments` decides, for every `CheckedModel` (the dense, cnn,
+recurrent and transformer models, whose `fit` calls it), whether to use it: `data_on_device=None`
 (the default) uses it on JAX with an accelerator when the arrays take at most a quarter of the device's
 free memory and `fit` asks for nothing it cannot honour (validation split, sample or class weights,
 batch-wise shuffling, a `steps_per_epoch` of its own); `True` insists (on JAX's default device, a CPU
@@ -64,7 +64,7 @@ class DeviceArrays(keras.utils.PyDataset):
         self._rng = np.random.default_rng(seed) if seed is not None else None
         # Keras casts float arrays to floatx before feeding them; so does this feed, once, on the host.
         floatx = keras.config.floatx()
-        self._arrays = tuple(jax.device_put(a.astype(floatx) if a.dtype.kind == "f" else a) for a in arrays)
+        self._arrays = tuple(jax.device_put(a.astype(floatx, copy=False) if a.dtype.kind == "f" else a) for a in arrays)
         self._gather = jax.jit(lambda arrays, order, start: tuple(
             jax.numpy.take(a, jax.lax.dynamic_slice_in_dim(order, start, self.batch_size), axis=0)
             for a in arrays))

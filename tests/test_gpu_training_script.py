@@ -54,3 +54,50 @@ def test_small_run_on_cpu_compares_networks_of_equal_size(tmp_path):
     assert gan["keras_dcgan"]["flops_per_unit"] == gan["torch_dcgan"]["flops_per_unit"]
     for result in (*gpt.values(), *gan.values()):
         assert result["per_second"] > 0
+
+
+def _profile_script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("gpu_profile", SCRIPT.parent / "gpu_profile.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def test_profile_reads_kernels_from_both_trace_formats_and_counts_busy_time():
+    profile = _profile_script()
+    torch_trace = {"traceEvents": [
+        {"ph": "X", "cat": "kernel", "ts": 0, "dur": 10, "name": "nvjet_sm90_tst_256x128"},
+        {"ph": "X", "cat": "kernel", "ts": 5, "dur": 10, "name": "triton_poi_fused_gelu"},
+        {"ph": "X", "cat": "cpu_op", "ts": 0, "dur": 99, "name": "aten::mm"},
+        {"ph": "X", "cat": "kernel", "ts": 20, "dur": 5, "name": "cudnn_generated_fort_native_sdpa_sm90_flash_fprop"},
+    ]}
+    kernels = profile.kernel_events(torch_trace)
+    assert len(kernels) == 3 and profile.busy_time(kernels) == 20.0  # [0, 15] and [20, 25]
+    jax_trace = {"traceEvents": [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 7, "args": {"name": "Stream #13(Compute)"}},
+        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 8, "args": {"name": "XLA Ops"}},
+        {"ph": "X", "pid": 1, "tid": 7, "ts": 0, "dur": 4, "name": "gemm_fusion_dot_145"},
+        {"ph": "X", "pid": 1, "tid": 8, "ts": 0, "dur": 4, "name": "dot.145"},
+        {"ph": "X", "pid": 2, "tid": 1, "ts": 0, "dur": 50, "name": "PjitFunction"},
+    ]}
+    assert profile.kernel_events(jax_trace) == [(0.0, 4.0, "gemm_fusion_dot_145")]
+    summary = profile.summarise(kernels, steps=2, wall_seconds=0.001)
+    assert summary["busy_ms"] == 0.01 and abs(summary["idle_share"] - 0.2) < 1e-12
+    assert summary["kinds_ms"] == {"matrix product": 0.005, "other (fused elementwise, reductions)": 0.005,
+                                   "attention": 0.0025}
+
+
+def test_profile_groups_kernel_names_by_kind():
+    kind = _profile_script().kind_of
+    assert kind("gemm_fusion_dot_145") == kind("nvjet_sm90_tst_128x160_64x5") == "matrix product"
+    assert kind("input_convert_reduce_fusion") == kind("triton_red_fused__to_copy_mm") == \
+        "other (fused elementwise, reductions)"
+    assert kind("sm90_xmma_dgrad_implicit_gemm_indexed_f32") == "convolution"
+    assert kind("cudnn_generated_fort_native_sdpa_sm90_flash_bprop") == "attention"
+    assert kind("MemcpyH2D") == "copy"

@@ -97,3 +97,49 @@ def channels_last_model(model):
     for source in _layers_in_order(model):
         copy.get_layer(source.name).set_weights(source.get_weights())
     return copy
+
+
+_HALF = ("bfloat16", "float16")
+
+
+def _computes_in_half(layer) -> bool:
+    policy = getattr(layer, "dtype_policy", None)
+    return policy is not None and policy.compute_dtype in _HALF
+
+
+def _float32_policies(config):
+    """`config` (a serialized Keras object) with every half-precision or mixed dtype policy made float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(config.get("config"), dict):
+            name = str(config["config"].get("name", ""))
+            if name.startswith("mixed_") or name in _HALF:
+                return {**config, "config": {**config["config"], "name": "float32"}}
+            return config
+        return {key: ("float32" if key == "dtype" and isinstance(value, str) and
+                      (value.startswith("mixed_") or value in _HALF) else _float32_policies(value))
+                for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
+def float32_model(model):
+    """`model` itself when every layer computes in float32; else a float32 copy with the same weights.
+
+    A model built with `keras_models.build(..., dtype="mixed_bfloat16")` (or float16) trains in half
+    precision on float32 variables; the exporters write the float32 model those variables define, which
+    every edge runtime runs (quantize it with `quantization=` for a smaller file)."""
+    if not isinstance(model, keras.Model) or not any(_computes_in_half(layer) for layer in model._flatten_layers()):
+        return model
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)  # the copy is for export: no optimizer, no loss
+    try:
+        copy = keras.saving.deserialize_keras_object(_float32_policies(config))
+        copy.set_weights([keras.ops.convert_to_numpy(w).astype("float32") for w in model.weights])
+    except Exception as error:  # noqa: BLE001 - any failure here means the model cannot be rebuilt from its config
+        raise ExportError(
+            f"Model {model.name!r} computes in half precision ({model.dtype_policy.name}) and could not be "
+            f"rebuilt in float32 from its config for export ({type(error).__name__}: {error}). Build it "
+            "again without dtype and copy the weights with set_weights."
+        ) from None
+    return copy

@@ -21,7 +21,7 @@ from export._common import (
     write_tokenizer_beside,
     loadable_onnx,
 )
-from export.layout import channels_last_model
+from export.layout import channels_last_model, float32_model
 from export.onnx_recurrent import export_native
 from export.streaming import step_function
 
@@ -207,6 +207,7 @@ def to_onnx(
         raise ExportError(f"streaming must be True or False; got streaming={streaming!r}.")
     if not isinstance(generation, bool):
         raise ExportError(f"generation must be True or False; got generation={generation!r}.")
+    model = float32_model(model)  # a mixed-precision model exports in float32
     if generation:
         return _generation_onnx(model, path, max_length, opset, batch_size, streaming, input_signature)
     if max_length is not None:

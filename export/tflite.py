@@ -27,7 +27,7 @@ from export._common import (
     trace,
     write_tokenizer_beside,
 )
-from export.layout import channels_last_model
+from export.layout import channels_last_model, float32_model
 from export.streaming import step_function
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
@@ -312,6 +312,7 @@ def to_tflite(
         )
     if not isinstance(generation, bool):
         raise ExportError(f"generation must be True or False; got generation={generation!r}.")
+    model = float32_model(model)  # a mixed-precision model exports in float32
     if generation:
         return _generation_tflite(model, path, max_length, quantization, batch_size, streaming, input_signature,
                                   allow_select_tf_ops)

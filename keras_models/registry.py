@@ -145,8 +145,7 @@ def build(name: str, /, *, dtype=None, **config):
     model: `None` for the global policy (float32 unless changed), `"mixed_bfloat16"` for mixed precision
     on accelerators (bfloat16 computations, float32 variables), `"mixed_float16"` (Keras adds loss
     scaling at compile), or any name or `keras.DTypePolicy` that Keras knows. Classifier outputs stay
-    float32 under a mixed policy. Export expects a float32 model: rebuild with `dtype=None` and copy
-    the weights (`set_weights`) before `to_tflite` or `to_onnx`.
+    float32 under a mixed policy. The exporters write the float32 model its variables define.
 
     Example:
         >>> model = keras_models.build("mlp", input_shape=(64,), num_classes=10)

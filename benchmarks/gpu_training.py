@@ -46,11 +46,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-GROUPS = {
-    "resnet50": {"batch": 256, "unit": "images", "small_batch": 4},
-    "gpt2": {"batch": 16, "unit": "tokens", "small_batch": 2},
-    "dcgan": {"batch": 256, "unit": "images", "small_batch": 4},
-}
+# What a group's throughput counts.
+GROUPS = {"resnet50": "images", "gpt2": "tokens", "dcgan": "images"}
 # name -> (group, framework, options, what it is)
 CONFIGS = {
     "keras_resnet50": ("resnet50", "keras", {}, "resnet50 builder, Keras on JAX, fit() fed from the device"),
@@ -97,15 +94,12 @@ def keras_forward_flops(model):
     total = 0
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
-            kernel = layer.kernel.shape  # (kh, kw, in, out) or (kh, kw, out, in) for the transposed
-            out_shape = layer.output.shape if not isinstance(layer, keras.layers.Conv2DTranspose) else None
-            if out_shape is None:  # transposed: each input position scatters the whole kernel
-                in_shape = layer.input.shape
-                total += 2 * in_shape[1] * in_shape[2] * kernel[0] * kernel[1] * kernel[2] * kernel[3]
-            else:
-                spatial = out_shape[1] * out_shape[2] if layer.data_format == "channels_last" else \
-                    out_shape[2] * out_shape[3]
-                total += 2 * spatial * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+            kernel = layer.kernel.shape  # (kh, kw, in, out); (kh, kw, out, in) for the transposed
+            # A convolution computes the whole kernel at each output position; a transposed one
+            # scatters it from each input position.
+            shape = layer.input.shape if isinstance(layer, keras.layers.Conv2DTranspose) else layer.output.shape
+            spatial = shape[1] * shape[2] if layer.data_format == "channels_last" else shape[2] * shape[3]
+            total += 2 * spatial * kernel[0] * kernel[1] * kernel[2] * kernel[3]
         elif isinstance(layer, keras.layers.Dense):
             total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
     return int(total)
@@ -119,7 +113,7 @@ def torch_forward_flops(module, example):
 
     def hook(layer, inputs, output):
         if isinstance(layer, torch.nn.Conv2d):
-            total[0] += 2 * output.shape[2] * output.shape[3] * layer.weight.numel() // 1
+            total[0] += 2 * output.shape[2] * output.shape[3] * layer.weight.numel()
         elif isinstance(layer, torch.nn.ConvTranspose2d):
             total[0] += 2 * inputs[0].shape[2] * inputs[0].shape[3] * layer.weight.numel()
         elif isinstance(layer, torch.nn.Linear):
@@ -297,8 +291,7 @@ def torch_setup(name, steps, small):
         model = torchvision.models.resnet50(num_classes=CLASSES).to(device, memory_format=last).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
-        x = torch.rand(steps, batch, 3, side, side, device=device).contiguous(memory_format=torch.contiguous_format)
-        x = [xb.contiguous(memory_format=last) for xb in x]
+        x = [torch.rand(batch, 3, side, side, device=device).contiguous(memory_format=last) for _ in range(steps)]
         y = torch.randint(0, CLASSES, (steps, batch), device=device)
         flops = 3 * torch_forward_flops(model, x[0])
         parameters = sum(p.numel() for p in model.parameters())
@@ -408,7 +401,7 @@ def worker(name, steps, small):
         print(json.dumps(run()), flush=True)
 
 
-def matmul_peak(small):
+def matmul_peak():
     """bf16 matrix-product TFLOP/s on this GPU (8192^3, median of 20 after 3 warm-ups), or None on a CPU."""
     import torch
 
@@ -498,7 +491,7 @@ def run_group(group, names, steps, rounds, small, peak):
 
 def print_table(group, results, failed, steps, rounds, small):
     batch, side, _ = sizes(group, small)
-    unit = GROUPS[group]["unit"]
+    unit = GROUPS[group]
     compiled_torch = [r["per_second"] for n, r in results.items() if CONFIGS[n][1] == "torch" and "compile" in n]
     best_torch = max([r["per_second"] for n, r in results.items() if CONFIGS[n][1] == "torch"], default=None)
     print(f"\n{group}: batch {batch}, {'sequence' if group == 'gpt2' else 'side'} {side}, {steps} steps per epoch, "
@@ -539,7 +532,7 @@ def main():
         gpu = None
     print(f"GPU: {gpu}" if gpu else "No GPU: every configuration runs on the CPU (figures not comparable to a GPU's)",
           flush=True)
-    peak = matmul_peak(args.small) if gpu else None
+    peak = matmul_peak() if gpu else None
     if peak:
         print(f"bf16 matmul 8192^3: {peak:.0f} TFLOP/s", flush=True)
     report = {"gpu": gpu, "bf16_matmul_tflops": peak, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

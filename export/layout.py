@@ -135,7 +135,7 @@ def float32_model(model):
     config.pop("compile_config", None)  # the copy is for export: no optimizer, no loss
     try:
         copy = keras.saving.deserialize_keras_object(_float32_policies(config))
-        copy.set_weights([keras.ops.convert_to_numpy(w).astype("float32") for w in model.weights])
+        copy.set_weights([w.astype("float32") if w.dtype.kind == "f" else w for w in model.get_weights()])
     except Exception as error:  # noqa: BLE001 - any failure here means the model cannot be rebuilt from its config
         raise ExportError(
             f"Model {model.name!r} computes in half precision ({model.dtype_policy.name}) and could not be "

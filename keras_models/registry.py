@@ -168,5 +168,5 @@ def build(name: str, /, *, dtype=None, **config):
         keras.config.set_dtype_policy(previous)
     if not isinstance(model, keras.Model):
         raise ValueError(f"dtype applies to the models that are Keras models; {name!r} builds a "
-                         f"{type(model).__name__}, which computes in float64 with NumPy.")
+                         f"{type(model).__name__}, an estimator that computes in float64 on the host.")
     return model

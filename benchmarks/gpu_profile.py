@@ -154,11 +154,7 @@ def main():
         parser.error(f"unknown configs {unknown}; known: {sorted(gpu_training.CONFIGS)}")
     results = {}
     for name in args.configs:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": gpu_training.ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        if gpu_training.CONFIGS[name][1] == "keras":
-            env["KERAS_BACKEND"] = "jax"
-            env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env = gpu_training.worker_env(name)
         command = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps)] + \
             (["--small"] if args.small else [])
         done = subprocess.run(command, capture_output=True, text=True, env=env)

@@ -1,5 +1,5 @@
-"""The seed's comparison of generative models on scikit-learn's 8x8 digits: VAE and PixelCNN measured here,
-beside the GAN and diffusion figures of their own sections (same data, same judge).
+"""Generative families compared on scikit-learn's 8x8 digits: VAE and PixelCNN measured here, beside the
+GAN and diffusion figures of their own sections in BENCHMARKS.md (same data, same judge).
 
     python benchmarks/generative_comparison.py --json comparison.json
     python benchmarks/generative_comparison.py --vae-epochs 2 --pixelcnn-epochs 1 --samples 100   # a smoke run

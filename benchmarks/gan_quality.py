@@ -265,11 +265,32 @@ def super_resolution(seed=0, jit_compile=None):
     return entry
 
 
+def translation_reference(x_train, x_test, y_test, log=print):
+    """What every translator is measured against, computed once: the edge maps of the digits, the
+    edge-map judge (`right_class(images)`: how often it reads each translated held-out digit as its
+    class), and the reference figures (copying the input, predicting the mean edge map, the judge on the
+    real edge maps and on the untranslated digits)."""
+    train_edges, test_edges = edge_map(x_train), edge_map(x_test)
+    edges_judge, _, accuracy = judge(8, transform=edge_map)
+    log(f"edge-map judge accuracy {accuracy:.3f}")
+
+    def right_class(images):
+        return float(np.mean(edges_judge.predict(images, verbose=0).argmax(-1) == y_test))
+
+    return {
+        "train": train_edges, "test": test_edges, "right_class": right_class,
+        "mae_references": {"mae_copy_input": float(np.mean(np.abs(x_test - test_edges))),
+                           "mae_mean_edge_map": float(np.mean(np.abs(train_edges.mean(0) - test_edges)))},
+        "judged_references": {"judged_right_class_real_edge_maps": right_class(test_edges),
+                              "judged_right_class_copy_input": right_class(x_test)},
+    }
+
+
 def run(variants, seed=0, jit_compile=None, log=print):
     results = {"machine": "2 CPU cores, no GPU"}
     classifier, features, real_test_features, results["judge"], results["reference_fd"] = digits_judge(log)
-    (x_train, y_train), _ = load_digits(8)
-    edges_judge = None
+    (x_train, y_train), (x_test, y_test) = load_digits(8)
+    edges = None  # the translators' data, judge and reference figures, made once when first needed
     for variant in variants:
         if variant in SAMPLED:
             samples, labels, conditional, facts = sample_variant(variant, x_train, y_train, seed, jit_compile)
@@ -277,32 +298,24 @@ def run(variants, seed=0, jit_compile=None, log=print):
             entry.update(score(samples, labels, conditional, classifier, features, real_test_features))
             results[variant] = entry
         elif variant in TRANSLATED:
-            (train_images, _), (test_images, test_labels) = load_digits(8)
-            train_edges, test_edges = edge_map(train_images), edge_map(test_images)
-            if edges_judge is None:
-                edges_judge, _, edges_judge_accuracy = judge(8, transform=edge_map)
-                log(f"edge-map judge accuracy {edges_judge_accuracy:.3f}")
-
-            def right_class(images):
-                return float(np.mean(edges_judge.predict(images, verbose=0).argmax(-1) == test_labels))
-
+            if edges is None:
+                edges = translation_reference(x_train, x_test, y_test, log)
+            train_edges, test_edges = edges["train"], edges["test"]
             built, options = BUILT_AS.get(variant, (variant, {}))
             if built == "cyclegan":  # unpaired: the edge maps of other digits, in another order
                 train_edges = train_edges[np.random.default_rng(1).permutation(len(train_edges))]
             gan, seconds = train(
-                built, train_images, train_edges, epochs=EPOCHS[variant], batch_size=32, seed=seed,
+                built, x_train, train_edges, epochs=EPOCHS[variant], batch_size=32, seed=seed,
                 jit_compile=jit_compile, image_shape=(8, 8, 1), **options,
             )
-            predicted = gan.translate(test_images)
+            predicted = gan.translate(x_test)
             results[variant] = {
                 "epochs": EPOCHS[variant],
                 "train_seconds": seconds,
                 "mae": float(np.mean(np.abs(predicted - test_edges))),
-                "mae_copy_input": float(np.mean(np.abs(test_images - test_edges))),
-                "mae_mean_edge_map": float(np.mean(np.abs(train_edges.mean(0) - test_edges))),
-                "judged_right_class": right_class(predicted),
-                "judged_right_class_real_edge_maps": right_class(test_edges),
-                "judged_right_class_copy_input": right_class(test_images),
+                **edges["mae_references"],
+                "judged_right_class": edges["right_class"](predicted),
+                **edges["judged_references"],
             }
         elif variant == "srgan":
             results["srgan"] = super_resolution(seed, jit_compile)

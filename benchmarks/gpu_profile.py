@@ -154,10 +154,8 @@ def main():
         parser.error(f"unknown configs {unknown}; known: {sorted(gpu_training.CONFIGS)}")
     results = {}
     for name in args.configs:
-        env = gpu_training.worker_env(name)
-        command = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps)] + \
-            (["--small"] if args.small else [])
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        done = subprocess.run(gpu_training.worker_command(__file__, name, args.steps, args.small), capture_output=True,
+                              text=True, env=gpu_training.worker_env(name))
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:
             print(f"FAILED {name}: {' | '.join(done.stderr.strip().splitlines()[-3:])}", flush=True)

@@ -446,10 +446,14 @@ def worker_env(name):
     return env
 
 
+def worker_command(script, name, steps, small):
+    """The command line that runs configuration `name` as a worker of `script` (this file or gpu_profile.py)."""
+    return [sys.executable, script, "--worker", name, "--steps", str(steps)] + (["--small"] if small else [])
+
+
 def start_worker(name, steps, small):
-    command = [sys.executable, __file__, "--worker", name, "--steps", str(steps)] + (["--small"] if small else [])
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=worker_env(name))
+    return subprocess.Popen(worker_command(__file__, name, steps, small), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env(name))
 
 
 def read_message(process, name):

@@ -2,7 +2,7 @@
 
     python benchmarks/whisper_quality.py                  # the default run (see below for its size)
     python benchmarks/whisper_quality.py --quick          # a tiny run that checks the script (a few minutes)
-    python benchmarks/whisper_quality.py --litert         # also LiteRT: export, token-for-token check, latency
+    python benchmarks/whisper_quality.py --litert         # also LiteRT: float and int8 files, WER, latency
 
 Data (`benchmarks/speech_data.py`; needs `pip install espeakng-loader`, espeak-ng and its voices in a
 wheel): digit strings of 3 to 5 digit names ("three one four") and sequences of 2 or 3 command words
@@ -115,47 +115,68 @@ def evaluate(model, tests):
 
 
 def litert(model, tests, count, log):
-    """Exports the generation parts to TFLite, replays greedy decoding in LiteRT one utterance at a time,
-    checks the tokens against Keras' and times each utterance."""
+    """Exports the generation parts to TFLite, float32 and with int8 weights (dynamic range), and replays
+    greedy decoding in LiteRT: the float file's tokens against Keras' on every test utterance, the word
+    error rate of both files on every test set, and the time per utterance at batch 1 with the file
+    loaded once (encode, then up to 6 decode steps)."""
     import numpy as np
 
     import export
+    import speech_data
 
-    data = tests[("digits", "seen voices")]
-    waveforms = data.waveforms[:count]
+    report = {}
     with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "whisper.tflite")
-        export.to_tflite(model, path, generation=True, max_length=7)
-        size = os.path.getsize(path)
-        expected = model.generate(waveforms, 7)
-        export.generate(path, source=waveforms[:1])  # loads the interpreter once before timing
-        times, tokens = [], []
-        for row in range(len(waveforms)):
-            start = time.perf_counter()
-            tokens.append(export.generate(path, source=waveforms[row:row + 1])[0])
-            times.append(time.perf_counter() - start)
-    equal = bool(np.array_equal(np.stack(tokens), expected))
-    log(f"LiteRT: {size:,} bytes, tokens equal to "
-        f"Keras on {len(waveforms)} utterances: {equal}; median {1000 * statistics.median(times):.1f} ms per utterance "
-        f"(encode + up to 6 decode steps, batch 1).")
-    return {"equal_to_keras": equal, "median_ms": 1000 * statistics.median(times), "utterances": len(waveforms),
-            "bytes": size}
+        for label, quantization in (("float32", None), ("int8 weights", "dynamic")):
+            path = os.path.join(directory, f"whisper_{quantization or 'float'}.tflite")
+            export.to_tflite(model, path, generation=True, max_length=7, quantization=quantization)
+            loaded = export.load_parts(path)
+            row = {"bytes": os.path.getsize(path), "wer": {}}
+            equal = True
+            for (kind, voices), data in tests.items():
+                ids = np.concatenate([export.generate(loaded, source=data.waveforms[i:i + 32])
+                                      for i in range(0, len(data.waveforms), 32)])
+                if quantization is None:
+                    equal &= bool(np.array_equal(ids, transcribe(model, data.waveforms)[1]))
+                hypotheses = [speech_data.ids_to_text(r) for r in ids]
+                row["wer"][f"{kind}, {voices}"] = speech_data.word_error_rate(data.texts, hypotheses)
+            if quantization is None:
+                row["tokens_equal_to_keras"] = equal
+            waveforms = tests[("digits", "seen voices")].waveforms[:count]
+            export.generate(loaded, source=waveforms[:1])  # first call out of the timing
+            times = []
+            for index in range(len(waveforms)):
+                begin = time.perf_counter()
+                export.generate(loaded, source=waveforms[index:index + 1])
+                times.append(time.perf_counter() - begin)
+            row["median_ms"] = 1000 * statistics.median(times)
+            row["utterances_timed"] = len(waveforms)
+            report[label] = row
+    log("\nLiteRT (generation files, `export.generate` on the loaded file; word error rate per test set, and "
+        f"the median time per utterance at batch 1 over {count} digit utterances):")
+    names = list(report["float32"]["wer"])
+    log("\n| file | bytes | " + " | ".join(names) + " | ms / utterance |")
+    log("|---|---:|" + "---:|" * len(names) + "---:|")
+    for label, row in report.items():
+        log(f"| {label} | {row['bytes']:,} | " + " | ".join(f"{100 * row['wer'][n]:.1f}%" for n in names)
+            + f" | {row['median_ms']:.1f} |")
+    log(f"Float32 file's tokens equal to Keras' on every test utterance: {report['float32']['tokens_equal_to_keras']}.")
+    return report
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-digits", type=int, default=2000, help="distinct digit strings in training")
-    parser.add_argument("--train-commands", type=int, default=500, help="distinct command strings in training")
-    parser.add_argument("--test-digits", type=int, default=200, help="held-out digit strings")
-    parser.add_argument("--test-commands", type=int, default=60, help="held-out command strings")
-    parser.add_argument("--repeats", type=int, default=2, help="times each training string is spoken")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--train-digits", type=int, default=1500, help="distinct digit strings in training")
+    parser.add_argument("--train-commands", type=int, default=400, help="distinct command strings in training")
+    parser.add_argument("--test-digits", type=int, default=100, help="held-out digit strings")
+    parser.add_argument("--test-commands", type=int, default=30, help="held-out command strings")
+    parser.add_argument("--repeats", type=int, default=3, help="times each training string is spoken")
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--litert", action="store_true", help="export, compare with Keras and time in LiteRT")

@@ -6,6 +6,7 @@
     >>> export.verify(model, "model.tflite", x).max_abs
     >>> export.to_tflite(language_model, "lm.tflite", generation=True, max_length=64)
     >>> export.generate("lm.tflite", prompts)
+    >>> lm = export.load_parts("lm.tflite"); export.generate(lm, prompts)   # load once, generate often
     >>> export.save_denoiser(diffusion_model, "denoiser.tflite")     # then export.diffusion.sample(...)
 
 This package sits above `keras_models`: it may import it, never the reverse. Its names load on first
@@ -28,6 +29,7 @@ _NAMES = {
     "QUANTIZATIONS": "export.tflite",
     "to_tflite": "export.tflite",
     "generate": "export.generation",
+    "load_parts": "export.generation",
     "save_denoiser": "export.diffusion",
     "load_denoiser": "export.diffusion",
     "VerifyResult": "export.verification",
@@ -60,6 +62,7 @@ __all__ = [
     "generate",
     "inspect",
     "load_denoiser",
+    "load_parts",
     "run_artifact",
     "save_denoiser",
     "to_onnx",

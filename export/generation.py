@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -351,7 +352,14 @@ class _OnnxParts:
 
 
 def load_parts(path):
-    """The runtime of an exported generation model: LiteRT for `.tflite`, onnxruntime for `.onnx`."""
+    """The runtime of an exported generation model: LiteRT for `.tflite`, onnxruntime for `.onnx`.
+
+    Loads the file (or, for ONNX, the files of its parts) once; pass the result to `generate` in place of
+    the path to generate many times without loading again.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be the path of an exported generation model, or what load_parts returned for "
+                        f"one; got a {type(path).__name__}.")
     path = Path(path)
     if path.suffix == ".tflite":
         if not path.exists():
@@ -366,7 +374,9 @@ def generate(path, token_ids=None, max_length=None, source=None):
     """Greedy generation from an exported model, in LiteRT (`.tflite`) or onnxruntime (`.onnx`).
 
     Args:
-        path: the path given to `to_tflite` / `to_onnx` with `generation=True`.
+        path: the path given to `to_tflite` / `to_onnx` with `generation=True`, or what
+            `load_parts(path)` returned for it: a path loads the file into its runtime on every call; a
+            loaded model is reused, as an application that generates many times should.
         token_ids: integer prompts `(batch, prompt_length)`; `None` starts every row from the model's
             start tokens (an encoder-decoder's start id), and needs `source` to know the batch.
         max_length: the length of the result, prompt included; at most (and by default) the
@@ -380,7 +390,7 @@ def generate(path, token_ids=None, max_length=None, source=None):
     """
     from keras_models.sampling import decode
 
-    parts = load_parts(path)
+    parts = path if isinstance(path, _LiteRTParts | _OnnxParts) else load_parts(path)
     meta = parts.meta
     if max_length is None:
         max_length = meta["max_length"]

@@ -66,6 +66,24 @@ def test_exported_greedy_generation_equals_keras_token_for_token(kind, cell, con
 
 
 @pytest.mark.parametrize("kind", ["tflite", "onnx"])
+def test_a_loaded_model_generates_like_its_path_without_reading_the_file_again(kind, tmp_path):
+    model = _language_model("gru", condition_dim=4)
+    path, _ = _export(model, kind, tmp_path)
+    condition = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+    loaded = export.load_parts(path)
+    expected = model.generate(_prompts(), MAX_LENGTH, condition=condition)
+    files = [path] if kind == "tflite" else sorted(tmp_path.glob("lm.*.onnx"))
+    for file in files:
+        file.rename(file.with_name(file.name + ".moved"))  # the loaded model no longer needs them
+    for _ in range(2):
+        np.testing.assert_array_equal(export.generate(loaded, _prompts(), source=condition), expected)
+    with pytest.raises(export.ExportError, match="does not exist"):
+        export.generate(path, _prompts(), source=condition)
+    with pytest.raises(TypeError, match="path must be the path of an exported generation model"):
+        export.generate(object(), _prompts(), source=condition)
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx"])
 def test_decode_part_logits_and_states_equal_the_keras_step(kind, tmp_path):
     model = _language_model("lstm")
     path, _ = _export(model, kind, tmp_path)

@@ -47,6 +47,11 @@ CONFIGS = {
                     "Keras, PyTorch backend (the library's defaults)"),
     "keras_torch_cf": ("keras", {"backend": "torch", "jit_compile": False, "data_format": "channels_first"},
                        "Keras, PyTorch backend, channels-first convolutions"),
+    "keras_torch_keras_layers": ("keras", {"backend": "torch", "jit_compile": False, "keras_layers": True},
+                                 "Keras, PyTorch backend, Keras' own Conv2D and BatchNormalization"),
+    "keras_torch_cf_keras_layers": ("keras", {"backend": "torch", "jit_compile": False, "keras_layers": True,
+                                              "data_format": "channels_first"},
+                                    "Keras, PyTorch backend, channels-first, Keras' own Conv2D and BatchNormalization"),
     "keras_torch_compile": ("keras", {"backend": "torch", "jit_compile": True},
                             "Keras, PyTorch backend, torch.compile"),
     "torch_eager": ("torch", {"channels_last": False, "compile": False}, "PyTorch eager, NCHW"),
@@ -56,7 +61,8 @@ CONFIGS = {
                                     "PyTorch torch.compile, channels_last"),
 }
 # The layout options only mean something for convolutional models.
-LAYOUT_ONLY = {"keras_torch_cf", "torch_channels_last", "torch_compile_channels_last"}
+LAYOUT_ONLY = {"keras_torch_cf", "keras_torch_keras_layers", "keras_torch_cf_keras_layers", "torch_channels_last",
+               "torch_compile_channels_last"}
 CLASSES, SEQUENCE, VOCABULARY = 10, 128, 1000
 
 
@@ -89,6 +95,14 @@ def keras_setup(model_name, options, steps):
 
     import keras_models
 
+    if options.get("keras_layers"):
+        # The comparison row: the builders' convolutions and batch normalizations as Keras' own layers,
+        # the library's PyTorch paths switched off (the variables then keep Keras' memory layout).
+        from keras_models.layers.batch_normalization import BatchNormalization
+        from keras_models.layers.conv2d import Conv2D
+
+        Conv2D.build, Conv2D.convolution_op = keras.layers.Conv2D.build, keras.layers.Conv2D.convolution_op
+        BatchNormalization.call = keras.layers.BatchNormalization.call
     batch = MODELS[model_name]["batch"]
     rng = np.random.default_rng(0)
     jit = options["jit_compile"]

@@ -189,6 +189,16 @@ class CheckedModel(keras.Model):
         check_training_data(self, x, y)
         return super().evaluate(x, y, *args, **kwargs)
 
+    def train_step(self, *args, **kwargs):
+        if keras.backend.backend() == "torch" and getattr(self, "_layout_matched", None) != id(self.optimizer):
+            # Optimizer slots in the memory layout of the variables they follow (`layers.Conv2D`), once
+            # per optimizer, before its first update.
+            from keras_models.layers.conv2d import match_optimizer_layout
+
+            match_optimizer_layout(self)
+            self._layout_matched = id(self.optimizer)  # an id: an attribute holding the optimizer would be saved
+        return super().train_step(*args, **kwargs)
+
 
 def check_token_ids(token_ids, vocabulary_size, what="token_ids", *, size_name="vocab_size", max_steps=None,
                     steps_name="max_sequence_length"):

@@ -14,6 +14,8 @@ import keras
 
 from keras_models.checks import CheckedModel, check_shape
 from keras_models.heads import check_head, check_num_classes, classifier_head, head_loss
+from keras_models.layers.batch_normalization import BatchNormalization
+from keras_models.layers.conv2d import Conv2D
 from keras_models.layers.layout import LAYOUTS, ChannelLayout
 from keras_models.training import compile_model
 
@@ -140,9 +142,9 @@ def finish_model(
 def conv_bn(x, filters, kernel_size, *, strides=1, padding="same", activation="relu", use_bias=False,
             scale=True, epsilon=1e-3, name):
     """Conv2D, batch normalisation and an activation, named `name + "_conv" / "_bn" / "_relu"`."""
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+    x = Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
                             name=name + "_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, scale=scale, epsilon=epsilon, name=name + "_bn")(x)
+    x = BatchNormalization(axis=-1, scale=scale, epsilon=epsilon, name=name + "_bn")(x)
     if activation:
         x = keras.layers.Activation(activation, name=name + "_" + activation)(x)
     return x

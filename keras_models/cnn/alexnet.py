@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from keras_models.cnn._common import check_common, check_width, finish_model, scaled
+from keras_models.layers.conv2d import Conv2D
 from keras_models.registry import register_model
 
 
@@ -66,13 +67,13 @@ def alexnet(
     groups = {2: towers, 3: 1, 4: towers, 5: towers}  # conv3 reads both towers, as in the paper
 
     inputs = keras.Input(shape=shape, name=name + "_input")
-    x = keras.layers.Conv2D(widths[1], 11, strides=4, activation="relu", name=name + "_conv1")(inputs)  # (55, 55, 96)
+    x = Conv2D(widths[1], 11, strides=4, activation="relu", name=name + "_conv1")(inputs)  # (55, 55, 96)
     x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool1")(x)  # (27, 27, 96)
-    x = keras.layers.Conv2D(widths[2], 5, padding="same", activation="relu", groups=groups[2],
+    x = Conv2D(widths[2], 5, padding="same", activation="relu", groups=groups[2],
                             name=name + "_conv2")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool2")(x)  # (13, 13, 256)
     for index in (3, 4, 5):
-        x = keras.layers.Conv2D(widths[index], 3, padding="same", activation="relu", groups=groups[index],
+        x = Conv2D(widths[index], 3, padding="same", activation="relu", groups=groups[index],
                                 name=f"{name}_conv{index}")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool5")(x)  # (6, 6, 256)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 
 from keras_models.cnn._common import check_common, check_width, conv_bn, finish_model, scaled
+from keras_models.layers.conv2d import Conv2D
 from keras_models.registry import register_model
 
 # GoogLeNet's inception modules (Table 1 of the paper):
@@ -27,7 +28,7 @@ GOOGLENET_MODULES = (
 
 
 def _conv_relu(x, filters, kernel_size, name, strides=1):
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation="relu",
+    return Conv2D(filters, kernel_size, strides=strides, padding="same", activation="relu",
                                name=name)(x)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from keras_models.cnn._common import check_common, finish_model
+from keras_models.layers.conv2d import Conv2D
 from keras_models.registry import register_model
 
 _ACTIVATIONS = ("relu", "tanh")
@@ -56,9 +57,9 @@ def lenet5(
     pool = keras.layers.MaxPooling2D if subsampling == "max" else keras.layers.AveragePooling2D
 
     inputs = keras.Input(shape=shape, name=name + "_input")
-    x = keras.layers.Conv2D(6, 5, activation=activation, name=name + "_c1")(inputs)  # (28, 28, 6)
+    x = Conv2D(6, 5, activation=activation, name=name + "_c1")(inputs)  # (28, 28, 6)
     x = pool(2, name=name + "_s2")(x)  # (14, 14, 6)
-    x = keras.layers.Conv2D(16, 5, activation=activation, name=name + "_c3")(x)  # (10, 10, 16)
+    x = Conv2D(16, 5, activation=activation, name=name + "_c3")(x)  # (10, 10, 16)
     x = pool(2, name=name + "_s4")(x)  # (5, 5, 16)
 
     def top(features):

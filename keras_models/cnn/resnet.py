@@ -7,6 +7,8 @@ import keras
 
 from keras_models.cnn._common import (channel_axis, check_common, check_width, finish_model, resolve_data_format,
                                       scaled, to_internal_layout)
+from keras_models.layers.batch_normalization import BatchNormalization
+from keras_models.layers.conv2d import Conv2D
 from keras_models.registry import register_model
 
 # Blocks per stage; the stages have 64, 128, 256 and 512 filters (x4 at a bottleneck's output).
@@ -26,26 +28,25 @@ _EPSILON = 1.001e-5
 
 
 def _bn(x, name, data_format="channels_last"):
-    return keras.layers.BatchNormalization(axis=channel_axis(data_format), epsilon=_EPSILON,
-                                           name=name + "_bn")(x)
+    return BatchNormalization(axis=channel_axis(data_format), epsilon=_EPSILON, name=name + "_bn")(x)
 
 
 def basic_block(x, filters, stride, name, data_format="channels_last"):
     """Two 3x3 convolutions and a shortcut (ResNet-18/34): (h, w, c) -> (h/stride, w/stride, filters)."""
     fmt, axis = data_format, channel_axis(data_format)
     if stride != 1 or x.shape[axis] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, data_format=fmt, name=name + "_0_conv")(x)
+        shortcut = Conv2D(filters, 1, strides=stride, data_format=fmt, name=name + "_0_conv")(x)
         shortcut = _bn(shortcut, name + "_0", fmt)
     else:
         shortcut = x
     if stride != 1:
         # Symmetric padding as in the paper's implementations ("same" would pad only bottom/right).
         x = keras.layers.ZeroPadding2D(1, data_format=fmt, name=name + "_1_pad")(x)
-        x = keras.layers.Conv2D(filters, 3, strides=stride, data_format=fmt, name=name + "_1_conv")(x)
+        x = Conv2D(filters, 3, strides=stride, data_format=fmt, name=name + "_1_conv")(x)
     else:
-        x = keras.layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_1_conv")(x)
+        x = Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_1_conv")(x)
     x = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(x, name + "_1", fmt))
-    x = _bn(keras.layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_2_conv")(x),
+    x = _bn(Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_2_conv")(x),
             name + "_2", fmt)
     x = keras.layers.Add(name=name + "_add")([shortcut, x])
     return keras.layers.Activation("relu", name=name + "_out")(x)
@@ -58,15 +59,15 @@ def bottleneck_block(x, filters, stride, name, data_format="channels_last"):
     """
     fmt, axis = data_format, channel_axis(data_format)
     if stride != 1 or x.shape[axis] != 4 * filters:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, data_format=fmt, name=name + "_0_conv")(x)
+        shortcut = Conv2D(4 * filters, 1, strides=stride, data_format=fmt, name=name + "_0_conv")(x)
         shortcut = _bn(shortcut, name + "_0", fmt)
     else:
         shortcut = x
-    x = keras.layers.Conv2D(filters, 1, strides=stride, data_format=fmt, name=name + "_1_conv")(x)
+    x = Conv2D(filters, 1, strides=stride, data_format=fmt, name=name + "_1_conv")(x)
     x = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(x, name + "_1", fmt))
-    x = keras.layers.Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_2_conv")(x)
+    x = Conv2D(filters, 3, padding="same", data_format=fmt, name=name + "_2_conv")(x)
     x = keras.layers.Activation("relu", name=name + "_2_relu")(_bn(x, name + "_2", fmt))
-    x = _bn(keras.layers.Conv2D(4 * filters, 1, data_format=fmt, name=name + "_3_conv")(x), name + "_3", fmt)
+    x = _bn(Conv2D(4 * filters, 1, data_format=fmt, name=name + "_3_conv")(x), name + "_3", fmt)
     x = keras.layers.Add(name=name + "_add")([shortcut, x])
     return keras.layers.Activation("relu", name=name + "_out")(x)
 
@@ -79,18 +80,18 @@ def preact_bottleneck_block(x, filters, stride, projection, name, data_format="c
     fmt = data_format
     preact = keras.layers.Activation("relu", name=name + "_preact_relu")(_bn(x, name + "_preact", fmt))
     if projection:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, data_format=fmt,
+        shortcut = Conv2D(4 * filters, 1, strides=stride, data_format=fmt,
                                        name=name + "_0_conv")(preact)
     elif stride != 1:
         shortcut = keras.layers.MaxPooling2D(1, strides=stride, data_format=fmt, name=name + "_0_pool")(x)
     else:
         shortcut = x
-    y = keras.layers.Conv2D(filters, 1, use_bias=False, data_format=fmt, name=name + "_1_conv")(preact)
+    y = Conv2D(filters, 1, use_bias=False, data_format=fmt, name=name + "_1_conv")(preact)
     y = keras.layers.Activation("relu", name=name + "_1_relu")(_bn(y, name + "_1", fmt))
     y = keras.layers.ZeroPadding2D(1, data_format=fmt, name=name + "_2_pad")(y)
-    y = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, data_format=fmt, name=name + "_2_conv")(y)
+    y = Conv2D(filters, 3, strides=stride, use_bias=False, data_format=fmt, name=name + "_2_conv")(y)
     y = keras.layers.Activation("relu", name=name + "_2_relu")(_bn(y, name + "_2", fmt))
-    y = keras.layers.Conv2D(4 * filters, 1, data_format=fmt, name=name + "_3_conv")(y)
+    y = Conv2D(4 * filters, 1, data_format=fmt, name=name + "_3_conv")(y)
     return keras.layers.Add(name=name + "_out")([shortcut, y])
 
 
@@ -117,7 +118,7 @@ def _resnet(config, input_shape, num_classes, head, include_top, pooling, name, 
     inputs = keras.Input(shape=shape, name=name + "_input")
     x = to_internal_layout(inputs, fmt, name)
     x = keras.layers.ZeroPadding2D(3, data_format=fmt, name=name + "_conv1_pad")(x)
-    x = keras.layers.Conv2D(scaled(64, width_multiplier), 7, strides=2, data_format=fmt,
+    x = Conv2D(scaled(64, width_multiplier), 7, strides=2, data_format=fmt,
                             name=name + "_conv1_conv")(x)  # (h/2, w/2)
     if not config["preact"]:
         x = keras.layers.Activation("relu", name=name + "_conv1_relu")(_bn(x, name + "_conv1", fmt))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_models.cnn._common import check_common, finish_model
+from keras_models.layers.conv2d import Conv2D
 from keras_models.registry import register_model
 
 _PADDINGS = ("same", "valid")
@@ -106,7 +107,7 @@ def simple_cnn(
     inputs = keras.Input(shape=shape, name=name + "_input")
     x = inputs
     for index, width in enumerate(widths, start=1):
-        x = keras.layers.Conv2D(width, kernel_size, strides=strides, padding=padding, activation="relu",
+        x = Conv2D(width, kernel_size, strides=strides, padding=padding, activation="relu",
                                 name=f"{name}_conv{index}")(x)
         x = pool_layer(2, name=f"{name}_pool{index}")(x)
 

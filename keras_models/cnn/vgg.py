@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from keras_models.cnn._common import check_common, check_width, finish_model, scaled
+from keras_models.layers.conv2d import Conv2D
 from keras_models.registry import register_model
 
 # Convolutions per block; each block doubles the width up to 512 and ends with a 2x2 max-pool.
@@ -39,7 +40,7 @@ _DOC = """{title} (Simonyan and Zisserman, 2015): {convs} 3x3 convolutions in fi
 def vgg_block(x, filters, convs, name):
     """`convs` 3x3 same-padded ReLU convolutions then a 2x2 max-pool: (h, w, c) -> (h/2, w/2, filters)."""
     for index in range(1, convs + 1):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{index}")(x)
+        x = Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{index}")(x)
     return keras.layers.MaxPooling2D(2, strides=2, name=name + "_pool")(x)
 
 

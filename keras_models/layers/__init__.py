@@ -6,6 +6,9 @@
 - `PixelShuffle`: sub-pixel upsampling, channels to space.
 - `ChannelLayout`: channels-last data to a channels-first network and back.
 - `unet`: the U-Net encoder-decoder with skip connections, as a block.
+- `Conv2D`, `BatchNormalization`: Keras' own, the same arguments, variables and files; on PyTorch the
+  kernel lives in PyTorch's memory order and batch normalization is PyTorch's fused kernel, so a
+  training step copies no kernel (the convolutional builders use them; `match_optimizer_layout`).
 - `MaskedConv2D`: a convolution masked to the pixels before the centre in raster order (PixelCNN).
 
 Transformer layers (the transformer family; encoder and encoder-decoder models build on them too):
@@ -29,7 +32,9 @@ Every layer exports to builtin TFLite operators and plain ONNX operators, and ru
 JAX and PyTorch backends.
 """
 
+from keras_models.layers.batch_normalization import BatchNormalization
 from keras_models.layers.cached_multi_head_attention import CachedMultiHeadAttention
+from keras_models.layers.conv2d import Conv2D, match_optimizer_layout
 from keras_models.layers.feed_forward import FeedForward
 from keras_models.layers.instance_normalization import InstanceNormalization
 from keras_models.layers.layout import ChannelLayout
@@ -50,8 +55,10 @@ from keras_models.layers.transformer_decoder_block import TransformerDecoderBloc
 from keras_models.layers.unet import unet
 
 __all__ = [
+    "BatchNormalization",
     "CachedMultiHeadAttention",
     "ChannelLayout",
+    "Conv2D",
     "FeedForward",
     "InstanceNormalization",
     "LogMelSpectrogram",
@@ -68,5 +75,6 @@ __all__ = [
     "SpectralNorm",
     "TransformerBlock",
     "TransformerDecoderBlock",
+    "match_optimizer_layout",
     "unet",
 ]

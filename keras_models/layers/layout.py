@@ -37,7 +37,12 @@ class ChannelLayout(keras.layers.Layer):
         return (0, *range(2, rank), 1)
 
     def call(self, inputs):
-        return ops.transpose(inputs, self._permutation(len(inputs.shape)))
+        outputs = ops.transpose(inputs, self._permutation(len(inputs.shape)))
+        if self.layout == "channels_first" and keras.backend.backend() == "torch":
+            # The transpose is a view in channels-last memory, and PyTorch would then run every later
+            # operator channels-last; one copy gives the network the channels-first tensors it asked for.
+            outputs = outputs.contiguous()
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[i] for i in self._permutation(len(input_shape)))

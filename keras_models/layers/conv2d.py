@@ -1,0 +1,112 @@
+"""`Conv2D`: Keras' 2-D convolution, its kernel laid out in memory as PyTorch computes on the PyTorch backend."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_PACKAGE = "keras_models"
+
+
+def _same_padding(size, kernel, stride, dilation):
+    """TensorFlow's "same" padding along one axis: (before, after), the extra pixel after."""
+    extent = (kernel - 1) * dilation + 1
+    total = max((-(-size // stride) - 1) * stride + extent - size, 0)
+    return total // 2, total - total // 2
+
+
+def _relayout(tensor, order):
+    """Gives a PyTorch tensor, in place, the memory order `order` (slowest dimension first), keeping its
+    shape, values and identity (a variable's parameter stays the object Keras and autograd know)."""
+    import torch
+
+    moved = tensor.permute(*order).contiguous().permute(*(order.index(axis) for axis in range(tensor.dim())))
+    with torch.no_grad():
+        tensor.set_(moved.untyped_storage(), 0, moved.shape, moved.stride())
+
+
+def match_optimizer_layout(model) -> int:
+    """On the PyTorch backend, gives the optimizer's slots (momentum, Adam's moments, ...) the memory
+    layout of the variables they follow, building the optimizer first if it is not yet built.
+
+    An optimizer creates its slots contiguous; where a variable is laid out otherwise (the kernels of
+    `keras_models.layers.Conv2D`), every update would read the two in different orders, several times
+    slower. The library's models call this before their first training step; a model of your own that
+    holds these layers and trains on PyTorch should call it once after `compile`. Returns the number of
+    slots moved; a no-op on the other backends.
+    """
+    if keras.backend.backend() != "torch" or getattr(model, "optimizer", None) is None:
+        return 0
+    optimizer = model.optimizer
+    layouts = {}
+    for variable in model.trainable_variables:
+        value = variable.value
+        if value.dim() > 1 and not value.is_contiguous():
+            layouts.setdefault((tuple(value.shape), value.dtype), value.stride())
+    if not layouts:
+        return 0
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    import torch
+
+    moved = 0
+    for slot in optimizer.variables:
+        value = slot.value
+        stride = layouts.get((tuple(value.shape), value.dtype))
+        if stride is not None and value.stride() != stride:
+            with torch.no_grad():
+                target = torch.empty_strided(value.shape, stride, dtype=value.dtype, device=value.device)
+                target.copy_(value)
+                value.set_(target.untyped_storage(), 0, target.shape, target.stride())
+            moved += 1
+    return moved
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Conv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D`: the same arguments, variables, outputs and files, faster on PyTorch.
+
+    On the PyTorch backend Keras' convolution copies channels-last activations to channels-first (and
+    back into channels-last memory) around every convolution, and copies every kernel from Keras'
+    `(h, w, in, out)` order into PyTorch's in each forward pass and each kernel gradient back in each
+    backward pass: on a CPU these copies take a large part of a ResNet's training step.
+
+    Built on PyTorch, this layer keeps the kernel variable's shape, `(h, w, in, out)`, and lays its
+    memory out in PyTorch's order: `(out, h, w, in)` for channels-last data (PyTorch's channels-last
+    weights), `(out, in, h, w)` for channels-first. The convolution then receives the kernel and the
+    activations as views, and the kernel's gradient comes back in the kernel's own layout: nothing is
+    copied. Everything Keras sees is Keras' own: the shape, `get_weights()`, saved files and the
+    optimizer's state, so weights and checkpoints move between backends unchanged.
+
+    The optimizer's slots must follow the kernel's layout (`match_optimizer_layout`); the library's
+    models see to it. On TensorFlow and JAX this is `keras.layers.Conv2D`: XLA and TensorFlow choose
+    layouts themselves.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if keras.backend.backend() == "torch":
+            # (h, w, in, out) stored out-major: channels-last (out, h, w, in) or channels-first (out, in, h, w).
+            _relayout(self._kernel.value, (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1))
+
+    def convolution_op(self, inputs, kernel):
+        if keras.backend.backend() != "torch":
+            return super().convolution_op(inputs, kernel)
+        import torch.nn.functional as F
+
+        channels_last = self.data_format == "channels_last"
+        x = ops.convert_to_tensor(inputs)
+        x = x.permute(0, 3, 1, 2) if channels_last else x  # (b, c, h, w); a view in channels-last memory
+        w = ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (out, in, h, w); a view of the variable
+        if w.dtype != x.dtype:
+            w = w.to(x.dtype)
+        padding = (0, 0)
+        if self.padding == "same":
+            rows = _same_padding(x.shape[2], w.shape[2], self.strides[0], self.dilation_rate[0])
+            columns = _same_padding(x.shape[3], w.shape[3], self.strides[1], self.dilation_rate[1])
+            if rows[0] == rows[1] and columns[0] == columns[1]:
+                padding = (rows[0], columns[0])
+            else:
+                x = F.pad(x, (*columns, *rows))
+        y = F.conv2d(x, w, stride=self.strides, padding=padding, dilation=self.dilation_rate, groups=self.groups)
+        return y.permute(0, 2, 3, 1) if channels_last else y

@@ -16,8 +16,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     element-wise operations, each a pass over the activations with its own backward pass. This layer
     calls PyTorch's fused batch normalization instead (one pass forward, one backward) on the channel
     axis of a channels-last or channels-first feature map, and updates the moving mean and variance by
-    Keras' rule with the batch's biased variance, as Keras does. Masks, batch renormalization, a batch
-    of one value per channel and the other backends take Keras' own path.
+    Keras' rule with the batch's biased variance, as Keras does. Masks, batch renormalization and the
+    other backends take Keras' own path.
     """
 
     def _fused_axis(self, inputs, mask):
@@ -39,23 +39,18 @@ class BatchNormalization(keras.layers.BatchNormalization):
         rank = x.dim()
         if axis != 1:
             x = x.permute(0, rank - 1, *range(1, rank - 1))  # (b, c, ...), a view
-        channels = x.shape[1]
-        count = x.numel() // channels
         train = bool(training) and self.trainable
-        if train and count < 2:  # PyTorch refuses one value per channel; Keras gives variance 0
-            return super().call(inputs, training=training, mask=mask)
         gamma = ops.convert_to_tensor(ops.cast(self.gamma, x.dtype)) if self.scale else None
         beta = ops.convert_to_tensor(ops.cast(self.beta, x.dtype)) if self.center else None
         if train:
-            # With momentum 1, PyTorch writes the batch mean and the unbiased batch variance into these.
-            mean = torch.zeros(channels, dtype=x.dtype, device=x.device)
-            unbiased = torch.ones(channels, dtype=x.dtype, device=x.device)
-            y = torch.nn.functional.batch_norm(x, mean, unbiased, gamma, beta, training=True, momentum=1.0,
-                                               eps=self.epsilon)
-            variance = unbiased * ((count - 1) / count)
+            # The batch mean and 1 / sqrt(variance + epsilon) come with the output; the biased variance,
+            # Keras', follows (0 for one value per channel, as in Keras). No Python test on the sizes,
+            # so that torch.compile traces it with dynamic shapes.
+            y, mean, inverse_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, self.epsilon)
+            variance = (inverse_std.detach().pow(-2) - self.epsilon).clamp_min(0.0)
             moving_mean = ops.cast(self.moving_mean, x.dtype)
             moving_variance = ops.cast(self.moving_variance, x.dtype)
-            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_mean.assign(moving_mean * self.momentum + mean.detach() * (1.0 - self.momentum))
             self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
         else:
             moving_mean = ops.convert_to_tensor(ops.cast(self.moving_mean, x.dtype))

@@ -79,8 +79,8 @@ class Conv2D(keras.layers.Conv2D):
     optimizer's state, so weights and checkpoints move between backends unchanged.
 
     The optimizer's slots must follow the kernel's layout (`match_optimizer_layout`); the library's
-    models see to it. On TensorFlow and JAX this is `keras.layers.Conv2D`: XLA and TensorFlow choose
-    layouts themselves.
+    models see to it. Under `torch.compile` (`jit_compile=True`), and on TensorFlow and JAX, the
+    convolution is `keras.layers.Conv2D`'s: the compilers choose layouts themselves.
     """
 
     def build(self, input_shape):
@@ -92,7 +92,13 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if keras.backend.backend() != "torch":
             return super().convolution_op(inputs, kernel)
+        import torch
         import torch.nn.functional as F
+
+        if torch.compiler.is_compiling():
+            # Under torch.compile (`jit_compile=True`) Keras' path: the compiler plans its own layouts, and
+            # its dynamic shapes do not trace channels-last views.
+            return super().convolution_op(inputs, kernel)
 
         channels_last = self.data_format == "channels_last"
         x = ops.convert_to_tensor(inputs)

@@ -108,6 +108,17 @@ WORKER = NETWORK + textwrap.dedent("""
                                             zip(ours.non_trainable_weights, theirs.non_trainable_weights)])
         bn["inference"] = max(bn["inference"], relative(ours(x, training=False), theirs(x, training=False)))
 
+    # One value per channel: the output is beta (x - mean is 0 up to rounding, times 1 / sqrt(epsilon)),
+    # the batch variance 0, as in Keras.
+    x = np.array([[1.5, -2.0, 3.0]], "float32")
+    ours, theirs = BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    y_ours, y_theirs = numpy(ours(x, training=True)), numpy(theirs(x, training=True))
+    result["bn_single"] = {"output": float(np.abs(y_ours - y_theirs).max()),
+                           "moving": max(float(np.abs(numpy(a) - numpy(b)).max()) for a, b in
+                                         zip(ours.non_trainable_weights, theirs.non_trainable_weights))}
+
     # Training: the same losses as Keras' layers (SGD with momentum, then Adam), slots in the kernels' layout,
     # and no kernel copied forward or backward.
     x = rng.normal(size=(16, 16, 16, 8)).astype("float32")
@@ -144,6 +155,18 @@ WORKER = NETWORK + textwrap.dedent("""
                 # Relative to the largest weight: conv biases before batch normalization stay near 0.
                 "weights": max(float(np.abs(a - b).max()) for a, b in zip(ours.get_weights(), theirs.get_weights()))
                 / max(float(np.abs(b).max()) for b in theirs.get_weights())}
+
+    # Under torch.compile (jit_compile=True) the same first step as eager.
+    keras.utils.set_random_seed(4)
+    eager = network(Conv2D, BatchNormalization)
+    compiled = network(Conv2D, BatchNormalization)
+    compiled.set_weights(eager.get_weights())
+    steps = []
+    for model, jit in ((eager, False), (compiled, True)):
+        model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=jit)
+        steps.append([float(model.train_on_batch(x[:8], y[:8])) for _ in range(2)])
+    result["compiled_steps"] = steps
 
     # The library's own models match their optimizer's slots themselves, in fit.
     resnet = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=4, width_multiplier=0.125)
@@ -215,8 +238,10 @@ def test_kernel_keeps_keras_shape_in_pytorch_memory_order(torch_result):
 def test_batch_normalization_equals_keras_on_pytorch(torch_result):
     bn = torch_result[0]["bn"]
     assert bn["train"] <= 1e-5 and bn["grad"] <= 1e-5 and bn["inference"] <= 1e-5
-    # The moving variance comes from PyTorch's unbiased variance rescaled to Keras' biased one.
+    # The moving variance comes from PyTorch's 1 / sqrt(variance + epsilon).
     assert bn["moving"] <= 1e-6
+    single = torch_result[0]["bn_single"]
+    assert single["output"] <= 1e-5 and single["moving"] <= 1e-7
 
 
 @pytest.mark.parametrize("case", ["channels_last, sgd", "channels_last, adam", "channels_first, sgd",
@@ -231,6 +256,11 @@ def test_training_matches_keras_layers_and_copies_no_kernel(torch_result, case):
     # gradient once into the kernel's layout (it does so for PyTorch's modules too): one per convolution.
     assert run["copies"]["ours"] == (0 if case.startswith("channels_first") else 2)
     assert run["copies"]["keras"] >= 4  # Keras' layers: each kernel forward, each kernel gradient back
+
+
+def test_torch_compile_trains_them_as_eager_does(torch_result):
+    eager, compiled = torch_result[0]["compiled_steps"]
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5)
 
 
 def test_library_models_match_their_optimizer_in_fit(torch_result):

@@ -3,6 +3,7 @@
     python benchmarks/t5_quality.py                 # t5_seq2seq_lm and rnn_seq2seq (LSTM), 250/750/1500 steps
     python benchmarks/t5_quality.py --quick         # a tiny run that checks the script (about a minute)
     python benchmarks/t5_quality.py --models t5     # T5 alone
+    python benchmarks/t5_quality.py --litert        # also the exported files, float32 and int8 weights, in LiteRT
 
 Data, split and scoring are those of `recurrent_quality.py g2p`, read from its functions: CMUdict's words
 of letters and apostrophes, the first pronunciation of each with the stress digits stripped, a seeded
@@ -24,6 +25,7 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,16 +81,17 @@ class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate, "warmup": self.warmup}
 
 
-def build(kind, args, letters, phonemes):
-    """The model of `kind`, compiled, and how its inputs read the letters' ids (an offset)."""
+def build(kind, args, letters, phonemes, source_length=None):
+    """The model of `kind`, compiled, and how its inputs read the letters' ids (an offset); with
+    `source_length`, the same model over sources of that fixed length (what the exporters need)."""
     keras.utils.set_random_seed(args.seed)
     if kind == "t5":
-        model = keras_models.build("t5_seq2seq_lm", compile=False,
+        model = keras_models.build("t5_seq2seq_lm", compile=False, source_length=source_length,
                                    **t5_arguments(args.t5_model, 3 + len(phonemes) + len(letters)))
         learning_rate = _Warmup(args.t5_lr, args.t5_warmup)
         offset = 2 + len(phonemes)  # letters after the phonemes in T5's one vocabulary
     else:
-        model = keras_models.build("rnn_seq2seq", cell="lstm", compile=False,
+        model = keras_models.build("rnn_seq2seq", cell="lstm", compile=False, source_length=source_length,
                                    **seq2seq_arguments(args.lstm_model, len(letters) + 1, len(phonemes) + 3))
         learning_rate, offset = args.lstm_lr, 0
     keras_models.compile_model(model, optimizer=optimizer(learning_rate), loss=language_model_loss(),
@@ -125,7 +128,7 @@ def run(args, log):
         f"{keras.backend.backend()} without XLA, {os.cpu_count()} CPU cores, load average (1 min) at the start "
         f"{os.getloadavg()[0]:.1f}.\n")
     batches = length_batches((train_source != 0).sum(axis=1), args.batch, args.steps[-1], np.random.default_rng(0))
-    rows = []
+    rows, litert_rows = [], []
     for kind in args.models:
         model, offset = build(kind, args, letters, phonemes)
         shift = np.where(train_source != 0, train_source + offset, 0)
@@ -149,9 +152,42 @@ def run(args, log):
                     f"({decode_seconds:.0f} s to decode)")
             rows.append(["T5" if kind == "t5" else "LSTM seq2seq", f"{model.count_params():,}", checkpoint,
                          f"{checkpoint * args.batch / len(train):.1f}", *results, f"{seconds:.0f}"])
+        if args.litert:
+            greedy = [np.asarray(row) for row in generate(model, test_ids, target_length + 2, "greedy", args.beam)]
+            fixed, _ = build(kind, args, letters, phonemes, source_length=test_ids.shape[1])
+            fixed.set_weights(model.get_weights())
+            litert_rows += litert(kind, fixed, test_ids, greedy, references, target_length + 2, inverse, log)
     log("")
     log(markdown_table(["model", "params:", "steps:", "epochs:", "greedy PER:", "greedy WER:",
                         f"beam {args.beam} PER:", f"beam {args.beam} WER:", "training s:"], rows))
+    if litert_rows:
+        log("\nLiteRT, greedy decoding of every test word through `export.generate` on the generation files "
+            f"of the {args.steps[-1]}-step models:\n")
+        log(markdown_table(["model", "file", "bytes:", "PER:", "WER:", "tokens equal to Keras' greedy"],
+                           litert_rows))
+    return rows
+
+
+def litert(kind, model, test_ids, keras_greedy, references, max_length, inverse, log):
+    """The trained model (rebuilt over the test words' fixed padded length) exported for generation,
+    float32 and with int8 weights (dynamic range), its test words decoded greedily in LiteRT: error
+    rates, and the float file's tokens against the trained Keras model's greedy ones."""
+    import export
+
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for label, quantization in (("float32", None), ("int8 weights", "dynamic")):
+            path = os.path.join(directory, f"{kind}_{quantization or 'float'}.tflite")
+            export.to_tflite(model, path, generation=True, max_length=max_length, quantization=quantization)
+            loaded = export.load_parts(path)
+            predicted = np.concatenate([export.generate(loaded, source=test_ids[i:i + 256])
+                                        for i in range(0, len(test_ids), 256)])
+            per, wer = error_rates([strip(row, inverse, END_ID) for row in predicted], references)
+            # Keras' rows stop at the end token and are padded; compare up to each row's length.
+            equal = all(np.array_equal(ours[:len(theirs)], theirs) for ours, theirs in zip(predicted, keras_greedy))
+            rows.append(["T5" if kind == "t5" else "LSTM seq2seq", label, f"{os.path.getsize(path):,}",
+                         f"{100 * per:.2f}%", f"{100 * wer:.2f}%", "yes" if equal else "no"])
+            log(f"  {kind} LiteRT {label}: PER {100 * per:.2f}%, WER {100 * wer:.2f}%, tokens equal to Keras: {equal}")
     return rows
 
 
@@ -166,6 +202,8 @@ def parse(argv):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--test-words", type=int, default=0, help="score the first N test words only")
+    parser.add_argument("--litert", action="store_true",
+                        help="also export the last checkpoint for generation (float32, int8 weights) and score it in LiteRT")
     parser.add_argument("--t5-model", default="num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512",
                         help="t5_seq2seq_lm arguments, 'key=value, ...'")
     parser.add_argument("--t5-lr", type=float, default=2e-3)

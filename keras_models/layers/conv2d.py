@@ -74,9 +74,10 @@ class Conv2D(keras.layers.Conv2D):
     Built on PyTorch, this layer keeps the kernel variable's shape, `(h, w, in, out)`, and lays its
     memory out in PyTorch's order: `(out, h, w, in)` for channels-last data (PyTorch's channels-last
     weights), `(out, in, h, w)` for channels-first. The convolution then receives the kernel and the
-    activations as views, and the kernel's gradient comes back in the kernel's own layout: nothing is
-    copied. Everything Keras sees is Keras' own: the shape, `get_weights()`, saved files and the
-    optimizer's state, so weights and checkpoints move between backends unchanged.
+    activations as views: no kernel is copied channels-first, and channels-last only each kernel
+    gradient once, as PyTorch's own channels-last modules do. Everything Keras sees is Keras' own: the
+    shape, `get_weights()`, saved files and the optimizer's state, so weights and checkpoints move
+    between backends unchanged.
 
     The optimizer's slots must follow the kernel's layout (`match_optimizer_layout`); the library's
     models see to it. Under `torch.compile` (`jit_compile=True`), and on TensorFlow and JAX, the

@@ -7,6 +7,7 @@ counts the kernel copies in a training step, and writes files that TensorFlow th
 state included; it also loads a file written under TensorFlow.
 """
 
+import inspect
 import json
 import os
 import subprocess
@@ -23,28 +24,29 @@ from keras_models.layers import BatchNormalization, Conv2D, match_optimizer_layo
 
 ROOT = Path(__file__).parents[2]
 
-NETWORK = textwrap.dedent("""
-    def network(conv, norm, data_format="channels_last"):
-        inputs = keras.Input((16, 16, 8))
-        x = inputs
-        if data_format == "channels_first":
-            x = keras_models.layers.ChannelLayout("channels_first")(x)
-        axis = -1 if data_format == "channels_last" else 1
-        # No bias before batch normalization: its gradient is rounding noise, which Adam would scale to
-        # steps of the learning rate, different in any two implementations.
-        x = conv(32, 3, padding="same", use_bias=False, data_format=data_format, name="c1")(x)
-        x = keras.layers.Activation("relu")(norm(axis=axis, name="bn1")(x))
-        x = conv(32, 3, strides=2, padding="same", use_bias=False, data_format=data_format, name="c2")(x)
-        x = norm(axis=axis, name="bn2")(x)
-        pooled = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="pool")(x)
-        return keras.Model(inputs, keras.layers.Dense(3, name="head")(pooled))
-""")
+def network(conv, norm, data_format="channels_last"):
+    """Two convolutions with batch normalization and a dense head; `conv` and `norm` the layer classes."""
+    inputs = keras.Input((16, 16, 8))
+    x = inputs
+    if data_format == "channels_first":
+        x = keras_models.layers.ChannelLayout("channels_first")(x)
+    axis = -1 if data_format == "channels_last" else 1
+    # No bias before batch normalization: its gradient is rounding noise, which Adam would scale to
+    # steps of the learning rate, different in any two implementations.
+    x = conv(32, 3, padding="same", use_bias=False, data_format=data_format, name="c1")(x)
+    x = keras.layers.Activation("relu")(norm(axis=axis, name="bn1")(x))
+    x = conv(32, 3, strides=2, padding="same", use_bias=False, data_format=data_format, name="c2")(x)
+    x = norm(axis=axis, name="bn2")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(pooled))
 
-WORKER = NETWORK + textwrap.dedent("""
+
+WORKER = textwrap.dedent("""
     import itertools, json, sys
     import keras, numpy as np, torch
     import keras_models
     from keras_models.layers import BatchNormalization, Conv2D, match_optimizer_layout
+    NETWORK
 
     out = sys.argv[1]
     rng = np.random.default_rng(0)
@@ -192,9 +194,7 @@ WORKER = NETWORK + textwrap.dedent("""
     result["from_tensorflow"] = float(np.abs(numpy(model.predict(np.load(out + "/tf_x.npy"), verbose=0))
                                              - np.load(out + "/tf_outputs.npy")).max())
     print(json.dumps(result))
-""")
-
-exec(NETWORK)  # the same `network` here, under TensorFlow
+""").replace("NETWORK\n", inspect.getsource(network), 1)  # the same `network` on both sides
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def torch_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("native_layers")
     # A file written under TensorFlow, for the worker to load on PyTorch.
     keras.utils.set_random_seed(2)
-    model = network(Conv2D, BatchNormalization)  # noqa: F821 (defined by exec above)
+    model = network(Conv2D, BatchNormalization)
     x = np.random.default_rng(0).normal(size=(16, 16, 16, 8)).astype("float32")
     model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, np.arange(16) % 3, batch_size=8, epochs=1, verbose=0)
@@ -213,7 +213,7 @@ def torch_result(tmp_path_factory):
     env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-c", WORKER, str(out)], env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), out
 
@@ -277,7 +277,7 @@ def test_files_move_between_pytorch_and_tensorflow_with_optimizer_state(torch_re
     assert momentum.shape == (3, 3, 8, 32)
     np.testing.assert_array_equal(momentum, np.load(out / "torch_momentum.npy"))
     # The weights alone, into Keras' own layers.
-    plain = network(keras.layers.Conv2D, keras.layers.BatchNormalization)  # noqa: F821
+    plain = network(keras.layers.Conv2D, keras.layers.BatchNormalization)
     plain.load_weights(out / "torch.weights.h5")
     np.testing.assert_allclose(plain.predict(x, verbose=0), expected, atol=1e-5)
     # Written under TensorFlow, loaded on PyTorch.

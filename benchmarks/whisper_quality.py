@@ -2,7 +2,7 @@
 
     python benchmarks/whisper_quality.py                  # the default run (see below for its size)
     python benchmarks/whisper_quality.py --quick          # a tiny run that checks the script (a few minutes)
-    python benchmarks/whisper_quality.py --litert         # also LiteRT: float and int8 files, WER, latency
+    python benchmarks/whisper_quality.py --litert         # also LiteRT: float32, float16, int8 files: WER, latency
 
 Data (`benchmarks/speech_data.py`; needs `pip install espeakng-loader`, espeak-ng and its voices in a
 wheel): digit strings of 3 to 5 digit names ("three one four") and sequences of 2 or 3 command words
@@ -115,10 +115,11 @@ def evaluate(model, tests):
 
 
 def litert(model, tests, count, log):
-    """Exports the generation parts to TFLite, float32 and with int8 weights (dynamic range), and replays
-    greedy decoding in LiteRT: the float file's tokens against Keras' on every test utterance, the word
-    error rate of both files on every test set, and the time per utterance at batch 1 with the file
-    loaded once (encode, then up to 6 decode steps)."""
+    """Exports the generation parts to TFLite, float32, with float16 weights and with int8 weights (dynamic
+    range: its hybrid kernels also quantize their inputs to 8 bits on the fly), and replays greedy decoding
+    in LiteRT: the float file's tokens against Keras' on every test utterance, the word error rate of
+    every file on every test set, and the time per utterance at batch 1 with the file loaded once
+    (encode, then up to 6 decode steps)."""
     import numpy as np
 
     import export
@@ -126,7 +127,7 @@ def litert(model, tests, count, log):
 
     report = {}
     with tempfile.TemporaryDirectory() as directory:
-        for label, quantization in (("float32", None), ("int8 weights", "dynamic")):
+        for label, quantization in (("float32", None), ("float16 weights", "float16"), ("int8 weights", "dynamic")):
             path = os.path.join(directory, f"whisper_{quantization or 'float'}.tflite")
             export.to_tflite(model, path, generation=True, max_length=7, quantization=quantization)
             loaded = export.load_parts(path)

@@ -15,13 +15,23 @@ def _same_padding(size, kernel, stride, dilation):
     return total // 2, total - total // 2
 
 
-def _relayout(tensor, order):
-    """Gives a PyTorch tensor, in place, the memory order `order` (slowest dimension first), keeping its
-    shape, values and identity (a variable's parameter stays the object Keras and autograd know)."""
+def _strides(shape, order):
+    """The strides of a tensor of `shape` laid out in memory in `order` (slowest dimension first)."""
+    strides, step = [0] * len(shape), 1
+    for axis in reversed(order):
+        strides[axis] = step
+        step *= shape[axis]
+    return tuple(strides)
+
+
+def _restride(tensor, strides):
+    """Gives a PyTorch tensor, in place, the memory layout `strides`, keeping its shape, values and identity
+    (a variable's parameter stays the object Keras, autograd and the optimizer know)."""
     import torch
 
-    moved = tensor.permute(*order).contiguous().permute(*(order.index(axis) for axis in range(tensor.dim())))
     with torch.no_grad():
+        moved = torch.empty_strided(tensor.shape, strides, dtype=tensor.dtype, device=tensor.device)
+        moved.copy_(tensor)
         tensor.set_(moved.untyped_storage(), 0, moved.shape, moved.stride())
 
 
@@ -47,17 +57,12 @@ def match_optimizer_layout(model) -> int:
         return 0
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    import torch
-
     moved = 0
     for slot in optimizer.variables:
         value = slot.value
         stride = layouts.get((tuple(value.shape), value.dtype))
         if stride is not None and value.stride() != stride:
-            with torch.no_grad():
-                target = torch.empty_strided(value.shape, stride, dtype=value.dtype, device=value.device)
-                target.copy_(value)
-                value.set_(target.untyped_storage(), 0, target.shape, target.stride())
+            _restride(value, stride)
             moved += 1
     return moved
 
@@ -88,7 +93,9 @@ class Conv2D(keras.layers.Conv2D):
         super().build(input_shape)
         if keras.backend.backend() == "torch":
             # (h, w, in, out) stored out-major: channels-last (out, h, w, in) or channels-first (out, in, h, w).
-            _relayout(self._kernel.value, (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1))
+            kernel = self._kernel.value
+            order = (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1)
+            _restride(kernel, _strides(kernel.shape, order))
 
     def convolution_op(self, inputs, kernel):
         if keras.backend.backend() != "torch":

@@ -145,6 +145,8 @@ def run(args, log):
             for sampler in ("greedy", "beam"):
                 start = time.perf_counter()
                 predicted = generate(model, test_ids, target_length + 2, sampler, args.beam)
+                if sampler == "greedy":
+                    greedy = predicted  # the last checkpoint's, for --litert
                 decode_seconds = time.perf_counter() - start
                 per, wer = error_rates([strip(row, inverse, END_ID) for row in predicted], references)
                 results += [f"{100 * per:.1f}%", f"{100 * wer:.1f}%"]
@@ -153,7 +155,6 @@ def run(args, log):
             rows.append(["T5" if kind == "t5" else "LSTM seq2seq", f"{model.count_params():,}", checkpoint,
                          f"{checkpoint * args.batch / len(train):.1f}", *results, f"{seconds:.0f}"])
         if args.litert:
-            greedy = [np.asarray(row) for row in generate(model, test_ids, target_length + 2, "greedy", args.beam)]
             fixed, _ = build(kind, args, letters, phonemes, source_length=test_ids.shape[1])
             fixed.set_weights(model.get_weights())
             litert_rows += litert(kind, fixed, test_ids, greedy, references, target_length + 2, inverse, log)

@@ -97,12 +97,13 @@ def transcribe(model, waveforms, batch=64):
 
 
 def evaluate(model, tests):
+    """Word error rates per test set, and Keras' greedy ids per test set (for `litert` to compare with)."""
     import speech_data
 
-    results = {}
+    results, keras_ids = {}, {}
     for (kind, voices), data in tests.items():
         start = time.perf_counter()
-        hypotheses, _ = transcribe(model, data.waveforms)
+        hypotheses, keras_ids[kind, voices] = transcribe(model, data.waveforms)
         seconds = time.perf_counter() - start
         results[f"{kind}, {voices}"] = {
             "utterances": len(data.texts),
@@ -111,10 +112,10 @@ def evaluate(model, tests):
             "ms_per_utterance": 1000 * seconds / len(data.texts),
             "examples": [[r, h] for r, h in list(zip(data.texts, hypotheses))[:3]],
         }
-    return results
+    return results, keras_ids
 
 
-def litert(model, tests, count, log):
+def litert(model, tests, keras_ids, count, log):
     """Exports the generation parts to TFLite, float32, with float16 weights and with int8 weights (dynamic
     range: its hybrid kernels also quantize their inputs to 8 bits on the fly), and replays greedy decoding
     in LiteRT: the float file's tokens against Keras' on every test utterance, the word error rate of
@@ -137,7 +138,7 @@ def litert(model, tests, count, log):
                 ids = np.concatenate([export.generate(loaded, source=data.waveforms[i:i + 32])
                                       for i in range(0, len(data.waveforms), 32)])
                 if quantization is None:
-                    equal &= bool(np.array_equal(ids, transcribe(model, data.waveforms)[1]))
+                    equal &= bool(np.array_equal(ids, keras_ids[kind, voices]))
                 hypotheses = [speech_data.ids_to_text(r) for r in ids]
                 row["wer"][f"{kind}, {voices}"] = speech_data.word_error_rate(data.texts, hypotheses)
             if quantization is None:
@@ -218,7 +219,7 @@ def main(argv=None):
     training_seconds = time.perf_counter() - train_start
     losses = [round(float(v), 4) for v in history.history["loss"]]
     log(f"Trained in {training_seconds:.0f} s; loss per epoch {losses}.")
-    results = evaluate(model, tests)
+    results, keras_ids = evaluate(model, tests)
     log("\n| test set | utterances | WER | sentences right | ms / utterance (Keras, batch 64) |")
     log("|---|---|---|---|---|")
     for name, r in results.items():
@@ -230,7 +231,7 @@ def main(argv=None):
     run = {"argv": argv, "weights": model.count_params(), "training_seconds": training_seconds, "losses": losses,
            "results": results}
     if args.litert:
-        run["litert"] = litert(model, tests, args.litert_utterances, log)
+        run["litert"] = litert(model, tests, keras_ids, args.litert_utterances, log)
     log(f"\n{time.perf_counter() - start:.0f} s in all; load average (1 min) at the end: {os.getloadavg()[0]:.2f}.")
     if args.output:
         with open(args.output, "w") as handle:

@@ -152,10 +152,8 @@ def test_build_names_a_bad_dtype_and_restores_the_policy():
 
 
 def test_a_mixed_precision_model_exports_as_its_float32_model(tmp_path):
-    onnxruntime = pytest.importorskip("onnxruntime")
-    from ai_edge_litert.interpreter import Interpreter
-
     import export
+    from export.verification import run_onnx, run_tflite
 
     mixed = keras_models.build("lenet5", input_shape=(28, 28, 1), num_classes=10, dtype="mixed_bfloat16")
     plain = keras_models.build("lenet5", input_shape=(28, 28, 1), num_classes=10)
@@ -163,13 +161,7 @@ def test_a_mixed_precision_model_exports_as_its_float32_model(tmp_path):
     x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
     reference = plain.predict(x, verbose=0)
     export.to_onnx(mixed, tmp_path / "m.onnx")
-    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
-    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], reference, atol=1e-5)
+    np.testing.assert_allclose(run_onnx(tmp_path / "m.onnx", [x])[0], reference, atol=1e-5)
     report = export.to_tflite(mixed, tmp_path / "m.tflite", batch_size=3)
-    interpreter = Interpreter(str(report.path))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    np.testing.assert_allclose(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), reference,
-                               atol=1e-5)
+    np.testing.assert_allclose(run_tflite(report.path, [x])[0], reference, atol=1e-5)
     assert mixed.layers[1].dtype_policy.name == "mixed_bfloat16"  # the user's model is left as it was

@@ -47,6 +47,8 @@ CONFIGS = {
                     "Keras, PyTorch backend (the library's defaults)"),
     "keras_torch_cf": ("keras", {"backend": "torch", "jit_compile": False, "data_format": "channels_first"},
                        "Keras, PyTorch backend, channels-first convolutions"),
+    "keras_torch_layer_calls": ("keras", {"backend": "torch", "jit_compile": False, "layer_calls": True},
+                                "Keras, PyTorch backend, every layer through Layer.__call__"),
     "keras_torch_keras_layers": ("keras", {"backend": "torch", "jit_compile": False, "keras_layers": True},
                                  "Keras, PyTorch backend, Keras' own Conv2D and BatchNormalization"),
     "keras_torch_cf_keras_layers": ("keras", {"backend": "torch", "jit_compile": False, "keras_layers": True,
@@ -61,7 +63,7 @@ CONFIGS = {
                                     "PyTorch torch.compile, channels_last"),
 }
 # The layout options only mean something for convolutional models.
-LAYOUT_ONLY = {"keras_torch_cf", "keras_torch_keras_layers", "keras_torch_cf_keras_layers", "torch_channels_last",
+LAYOUT_ONLY = {"keras_torch_cf", "keras_torch_layer_calls", "keras_torch_keras_layers", "keras_torch_cf_keras_layers", "torch_channels_last",
                "torch_compile_channels_last"}
 CLASSES, SEQUENCE, VOCABULARY = 10, 128, 1000
 
@@ -103,6 +105,11 @@ def keras_setup(model_name, options, steps):
 
         Conv2D.build, Conv2D.convolution_op = keras.layers.Conv2D.build, keras.layers.Conv2D.convolution_op
         BatchNormalization.call = keras.layers.BatchNormalization.call
+    if options.get("layer_calls"):
+        # The comparison row: Keras' own functional call, each layer through `Layer.__call__`.
+        from keras_models import graph_runner
+
+        graph_runner.plan = lambda model: None
     batch = MODELS[model_name]["batch"]
     rng = np.random.default_rng(0)
     jit = options["jit_compile"]

@@ -189,6 +189,19 @@ class CheckedModel(keras.Model):
         check_training_data(self, x, y)
         return super().evaluate(x, y, *args, **kwargs)
 
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if mask is None and not kwargs and keras.backend.backend() == "torch":
+            # Eagerly on PyTorch, each layer's `call` directly where the graph allows it
+            # (`keras_models.graph_runner`): the same operators without `Layer.__call__`'s per-layer work.
+            import torch
+
+            from keras_models import graph_runner
+
+            graph = graph_runner.plan(self)
+            if graph is not None and not torch.compiler.is_compiling():
+                return graph_runner.run(graph, self._standardize_inputs(inputs), training)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
     def train_step(self, *args, **kwargs):
         if keras.backend.backend() == "torch" and getattr(self, "_layout_matched", None) != id(self.optimizer):
             # Optimizer slots in the memory layout of the variables they follow (`layers.Conv2D`), once

@@ -7,6 +7,7 @@ import keras
 
 from keras_models.cnn._common import check_common, check_width, finish_model, scaled
 from keras_models.layers.conv2d import Conv2D
+from keras_models.layers.pooling import MaxPooling2D
 from keras_models.registry import register_model
 
 
@@ -68,14 +69,14 @@ def alexnet(
 
     inputs = keras.Input(shape=shape, name=name + "_input")
     x = Conv2D(widths[1], 11, strides=4, activation="relu", name=name + "_conv1")(inputs)  # (55, 55, 96)
-    x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool1")(x)  # (27, 27, 96)
+    x = MaxPooling2D(3, strides=2, name=name + "_pool1")(x)  # (27, 27, 96)
     x = Conv2D(widths[2], 5, padding="same", activation="relu", groups=groups[2],
                             name=name + "_conv2")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool2")(x)  # (13, 13, 256)
+    x = MaxPooling2D(3, strides=2, name=name + "_pool2")(x)  # (13, 13, 256)
     for index in (3, 4, 5):
         x = Conv2D(widths[index], 3, padding="same", activation="relu", groups=groups[index],
                                 name=f"{name}_conv{index}")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool5")(x)  # (6, 6, 256)
+    x = MaxPooling2D(3, strides=2, name=name + "_pool5")(x)  # (6, 6, 256)
 
     def top(features):
         x = keras.layers.Flatten(name=name + "_flatten")(features)  # (9216,)

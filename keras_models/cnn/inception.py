@@ -8,6 +8,7 @@ import keras
 
 from keras_models.cnn._common import check_common, check_width, conv_bn, finish_model, scaled
 from keras_models.layers.conv2d import Conv2D
+from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 from keras_models.registry import register_model
 
 # GoogLeNet's inception modules (Table 1 of the paper):
@@ -38,7 +39,7 @@ def inception_v1_module(x, widths, name):
     branch1 = _conv_relu(x, b1, 1, name + "_1x1")
     branch3 = _conv_relu(_conv_relu(x, r3, 1, name + "_3x3_reduce"), b3, 3, name + "_3x3")
     branch5 = _conv_relu(_conv_relu(x, r5, 1, name + "_5x5_reduce"), b5, 5, name + "_5x5")
-    pool = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=name + "_pool")(x)
+    pool = MaxPooling2D(3, strides=1, padding="same", name=name + "_pool")(x)
     branch_pool = _conv_relu(pool, bp, 1, name + "_pool_proj")
     return keras.layers.Concatenate(name=name + "_concat")([branch1, branch3, branch5, branch_pool])
 
@@ -90,15 +91,15 @@ def googlenet(
 
     inputs = keras.Input(shape=shape, name=name + "_input")
     x = stem_conv(inputs, 64, 7, name + "_conv1", strides=2)  # (112, 112, 64)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name + "_pool1")(x)  # (56, 56, 64)
+    x = MaxPooling2D(3, strides=2, padding="same", name=name + "_pool1")(x)  # (56, 56, 64)
     x = stem_conv(x, 64, 1, name + "_conv2_reduce")
     x = stem_conv(x, 192, 3, name + "_conv2")
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name + "_pool2")(x)  # (28, 28, 192)
+    x = MaxPooling2D(3, strides=2, padding="same", name=name + "_pool2")(x)  # (28, 28, 192)
     pools = 2
     for module in GOOGLENET_MODULES:
         if module == "pool":
             pools += 1
-            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool{pools}")(x)
+            x = MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool{pools}")(x)
             continue
         label, widths = module
         x = inception_v1_module(x, [scaled(w, width_multiplier) for w in widths], f"{name}_inception{label}")
@@ -121,7 +122,7 @@ def _cbr(x, filters, kernel_size, name, strides=1, padding="same"):
 
 
 def _avg_pool_branch(x, filters, name):
-    x = keras.layers.AveragePooling2D(3, strides=1, padding="same", name=name + "_avgpool")(x)
+    x = AveragePooling2D(3, strides=1, padding="same", name=name + "_avgpool")(x)
     return _cbr(x, filters, 1, name + "_proj")
 
 
@@ -140,7 +141,7 @@ def reduction_a(x, w, name):
     branch3 = _cbr(x, w(384), 3, name + "_b3x3", strides=2, padding="valid")
     dbl = _cbr(_cbr(x, w(64), 1, name + "_b3x3dbl_1"), w(96), 3, name + "_b3x3dbl_2")
     dbl = _cbr(dbl, w(96), 3, name + "_b3x3dbl_3", strides=2, padding="valid")
-    pool = keras.layers.MaxPooling2D(3, strides=2, name=name + "_bpool")(x)
+    pool = MaxPooling2D(3, strides=2, name=name + "_bpool")(x)
     return keras.layers.Concatenate(name=name)([branch3, dbl, pool])
 
 
@@ -166,7 +167,7 @@ def reduction_b(x, w, name):
     b7 = _cbr(b7, w(192), (1, 7), name + "_b7x7x3_2")
     b7 = _cbr(b7, w(192), (7, 1), name + "_b7x7x3_3")
     b7 = _cbr(b7, w(192), 3, name + "_b7x7x3_4", strides=2, padding="valid")
-    pool = keras.layers.MaxPooling2D(3, strides=2, name=name + "_bpool")(x)
+    pool = MaxPooling2D(3, strides=2, name=name + "_bpool")(x)
     return keras.layers.Concatenate(name=name)([b3, b7, pool])
 
 
@@ -224,10 +225,10 @@ def inception_v3(
     x = _cbr(inputs, w(32), 3, name + "_conv1", strides=2, padding="valid")  # (149, 149, 32)
     x = _cbr(x, w(32), 3, name + "_conv2", padding="valid")  # (147, 147, 32)
     x = _cbr(x, w(64), 3, name + "_conv3")  # (147, 147, 64)
-    x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool1")(x)  # (73, 73, 64)
+    x = MaxPooling2D(3, strides=2, name=name + "_pool1")(x)  # (73, 73, 64)
     x = _cbr(x, w(80), 1, name + "_conv4", padding="valid")
     x = _cbr(x, w(192), 3, name + "_conv5", padding="valid")  # (71, 71, 192)
-    x = keras.layers.MaxPooling2D(3, strides=2, name=name + "_pool2")(x)  # (35, 35, 192)
+    x = MaxPooling2D(3, strides=2, name=name + "_pool2")(x)  # (35, 35, 192)
     for index, pool_filters in enumerate((32, 64, 64)):
         x = inception_a(x, pool_filters, w, f"{name}_mixed{index}")  # (35, 35, 256 / 288)
     x = reduction_a(x, w, name + "_mixed3")  # (17, 17, 768)

@@ -7,6 +7,7 @@ import keras
 
 from keras_models.cnn._common import check_common, finish_model
 from keras_models.layers.conv2d import Conv2D
+from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 from keras_models.registry import register_model
 
 _ACTIVATIONS = ("relu", "tanh")
@@ -54,7 +55,7 @@ def lenet5(
         raise ValueError(f"activation must be one of {_ACTIVATIONS}; got activation={activation!r}.")
     if subsampling not in _SUBSAMPLING:
         raise ValueError(f"subsampling must be one of {_SUBSAMPLING}; got subsampling={subsampling!r}.")
-    pool = keras.layers.MaxPooling2D if subsampling == "max" else keras.layers.AveragePooling2D
+    pool = MaxPooling2D if subsampling == "max" else AveragePooling2D
 
     inputs = keras.Input(shape=shape, name=name + "_input")
     x = Conv2D(6, 5, activation=activation, name=name + "_c1")(inputs)  # (28, 28, 6)

@@ -9,6 +9,7 @@ from keras_models.cnn._common import (channel_axis, check_common, check_width, f
                                       scaled, to_internal_layout)
 from keras_models.layers.batch_normalization import BatchNormalization
 from keras_models.layers.conv2d import Conv2D
+from keras_models.layers.pooling import MaxPooling2D
 from keras_models.registry import register_model
 
 # Blocks per stage; the stages have 64, 128, 256 and 512 filters (x4 at a bottleneck's output).
@@ -83,7 +84,7 @@ def preact_bottleneck_block(x, filters, stride, projection, name, data_format="c
         shortcut = Conv2D(4 * filters, 1, strides=stride, data_format=fmt,
                                        name=name + "_0_conv")(preact)
     elif stride != 1:
-        shortcut = keras.layers.MaxPooling2D(1, strides=stride, data_format=fmt, name=name + "_0_pool")(x)
+        shortcut = MaxPooling2D(1, strides=stride, data_format=fmt, name=name + "_0_pool")(x)
     else:
         shortcut = x
     y = Conv2D(filters, 1, use_bias=False, data_format=fmt, name=name + "_1_conv")(preact)
@@ -123,7 +124,7 @@ def _resnet(config, input_shape, num_classes, head, include_top, pooling, name, 
     if not config["preact"]:
         x = keras.layers.Activation("relu", name=name + "_conv1_relu")(_bn(x, name + "_conv1", fmt))
     x = keras.layers.ZeroPadding2D(1, data_format=fmt, name=name + "_pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, data_format=fmt, name=name + "_pool1_pool")(x)  # (h/4, w/4)
+    x = MaxPooling2D(3, strides=2, data_format=fmt, name=name + "_pool1_pool")(x)  # (h/4, w/4)
     for stage, filters in enumerate(STAGE_FILTERS, start=2):
         x = _stage(x, config, stage, scaled(filters, width_multiplier), name, fmt)  # (h/32, w/32) after stage 5
     if config["preact"]:

@@ -6,6 +6,7 @@ import keras
 
 from keras_models.cnn._common import check_common, finish_model
 from keras_models.layers.conv2d import Conv2D
+from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 from keras_models.registry import register_model
 
 _PADDINGS = ("same", "valid")
@@ -103,7 +104,7 @@ def simple_cnn(
                 f"{kernel_size}, strides={strides}, padding={padding!r}: the feature map vanishes."
             )
 
-    pool_layer = keras.layers.MaxPooling2D if pool_type == "max" else keras.layers.AveragePooling2D
+    pool_layer = MaxPooling2D if pool_type == "max" else AveragePooling2D
     inputs = keras.Input(shape=shape, name=name + "_input")
     x = inputs
     for index, width in enumerate(widths, start=1):

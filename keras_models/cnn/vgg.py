@@ -7,6 +7,7 @@ import keras
 
 from keras_models.cnn._common import check_common, check_width, finish_model, scaled
 from keras_models.layers.conv2d import Conv2D
+from keras_models.layers.pooling import MaxPooling2D
 from keras_models.registry import register_model
 
 # Convolutions per block; each block doubles the width up to 512 and ends with a 2x2 max-pool.
@@ -41,7 +42,7 @@ def vgg_block(x, filters, convs, name):
     """`convs` 3x3 same-padded ReLU convolutions then a 2x2 max-pool: (h, w, c) -> (h/2, w/2, filters)."""
     for index in range(1, convs + 1):
         x = Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv{index}")(x)
-    return keras.layers.MaxPooling2D(2, strides=2, name=name + "_pool")(x)
+    return MaxPooling2D(2, strides=2, name=name + "_pool")(x)
 
 
 def _vgg(config, input_shape, num_classes, head, include_top, pooling, name, compile, jit_compile,

@@ -9,6 +9,8 @@
 - `Conv2D`, `BatchNormalization`: Keras' own, the same arguments, variables and files; on PyTorch the
   kernel lives in PyTorch's memory order and batch normalization is PyTorch's fused kernel, so a
   training step copies no kernel (the convolutional builders use them; `match_optimizer_layout`).
+- `MaxPooling2D`, `AveragePooling2D`: Keras' own likewise; on PyTorch they pool channels-last
+  activations in place instead of copying them to channels-first.
 - `MaskedConv2D`: a convolution masked to the pixels before the centre in raster order (PixelCNN).
 
 Transformer layers (the transformer family; encoder and encoder-decoder models build on them too):
@@ -42,6 +44,7 @@ from keras_models.layers.log_mel_spectrogram import LogMelSpectrogram
 from keras_models.layers.masked_conv2d import MaskedConv2D
 from keras_models.layers.patch_embedding import PatchEmbedding
 from keras_models.layers.pixel_shuffle import PixelShuffle
+from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 from keras_models.layers.position_embedding import PositionEmbedding
 from keras_models.layers.relative_position_bias import RelativePositionBias
 from keras_models.layers.reversible_embedding import ReversibleEmbedding
@@ -55,6 +58,7 @@ from keras_models.layers.transformer_decoder_block import TransformerDecoderBloc
 from keras_models.layers.unet import unet
 
 __all__ = [
+    "AveragePooling2D",
     "BatchNormalization",
     "CachedMultiHeadAttention",
     "ChannelLayout",
@@ -63,6 +67,7 @@ __all__ = [
     "InstanceNormalization",
     "LogMelSpectrogram",
     "MaskedConv2D",
+    "MaxPooling2D",
     "PatchEmbedding",
     "PixelShuffle",
     "PositionEmbedding",

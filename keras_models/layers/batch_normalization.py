@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 _PACKAGE = "keras_models"
+
+
+def _as(tensor, dtype):
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -40,23 +45,27 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if axis != 1:
             x = x.permute(0, rank - 1, *range(1, rank - 1))  # (b, c, ...), a view
         train = bool(training) and self.trainable
-        gamma = ops.convert_to_tensor(ops.cast(self.gamma, x.dtype)) if self.scale else None
-        beta = ops.convert_to_tensor(ops.cast(self.beta, x.dtype)) if self.center else None
+        # The variables' tensors directly: `ops.cast` and `assign` cost more Python than the kernel itself.
+        gamma = _as(self.gamma.value, x.dtype) if self.scale else None
+        beta = _as(self.beta.value, x.dtype) if self.center else None
         if train:
             # The batch mean and 1 / sqrt(variance + epsilon) come with the output; the biased variance,
             # Keras', follows (0 for one value per channel, as in Keras). No Python test on the sizes,
             # so that torch.compile traces it with dynamic shapes.
             y, mean, inverse_std = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, self.epsilon)
-            variance = (inverse_std.detach().pow(-2) - self.epsilon).clamp_min(0.0)
-            moving_mean = ops.cast(self.moving_mean, x.dtype)
-            moving_variance = ops.cast(self.moving_variance, x.dtype)
-            self.moving_mean.assign(moving_mean * self.momentum + mean.detach() * (1.0 - self.momentum))
-            self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            with torch.no_grad():
+                variance = (inverse_std.pow(-2) - self.epsilon).clamp_min_(0.0)
+                for variable, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                    value = variable.value
+                    if get_stateless_scope() is None and value.dtype == batch.dtype:
+                        # Keras' rule, in place: moving = moving * momentum + batch * (1 - momentum).
+                        value.mul_(self.momentum).add_(batch, alpha=1.0 - self.momentum)
+                    else:
+                        variable.assign(_as(value, batch.dtype) * self.momentum + batch * (1.0 - self.momentum))
         else:
-            moving_mean = ops.convert_to_tensor(ops.cast(self.moving_mean, x.dtype))
-            moving_variance = ops.convert_to_tensor(ops.cast(self.moving_variance, x.dtype))
-            y = torch.nn.functional.batch_norm(x, moving_mean, moving_variance, gamma, beta, training=False,
-                                               eps=self.epsilon)
+            y = torch.nn.functional.batch_norm(x, _as(self.moving_mean.value, x.dtype),
+                                               _as(self.moving_variance.value, x.dtype), gamma, beta,
+                                               training=False, eps=self.epsilon)
         if axis != 1:
             y = y.permute(0, *range(2, rank), 1)
-        return ops.cast(y, self.compute_dtype)
+        return ops.cast(y, self.compute_dtype) if self.compute_dtype != "float32" else y

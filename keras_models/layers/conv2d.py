@@ -97,16 +97,39 @@ class Conv2D(keras.layers.Conv2D):
             order = (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1)
             _restride(kernel, _strides(kernel.shape, order))
 
-    def convolution_op(self, inputs, kernel):
+    def _torch_path(self) -> bool:
         if keras.backend.backend() != "torch":
-            return super().convolution_op(inputs, kernel)
+            return False
         import torch
-        import torch.nn.functional as F
 
-        if torch.compiler.is_compiling():
-            # Under torch.compile (`jit_compile=True`) Keras' path: the compiler plans its own layouts, and
-            # its dynamic shapes do not trace channels-last views.
+        # Under torch.compile (`jit_compile=True`) Keras' path: the compiler plans its own layouts, and its
+        # dynamic shapes do not trace channels-last views.
+        return not torch.compiler.is_compiling()
+
+    def call(self, inputs):
+        if not self._torch_path():
+            return super().call(inputs)
+        return self.call_padded(inputs, (0, 0))
+
+    def call_padded(self, inputs, padding):
+        """`call` on `inputs` zero-padded by `padding = (rows, columns)` on both sides of each axis, the
+        padding done inside the convolution (PyTorch path only; `graph_runner` fuses a `ZeroPadding2D`
+        into the convolution after it). The bias is added by the convolution too, as PyTorch's modules do."""
+        if not self._torch_path():
+            rows, columns = padding
+            pads = ((0, 0), (rows, rows), (columns, columns), (0, 0)) if self.data_format == "channels_last" \
+                else ((0, 0), (0, 0), (rows, rows), (columns, columns))
+            return super().call(ops.pad(inputs, pads))
+        y = self._torch_convolution(inputs, self.kernel, padding, self.bias if self.use_bias else None)
+        return y if self.activation is None else self.activation(y)
+
+    def convolution_op(self, inputs, kernel):
+        if not self._torch_path():
             return super().convolution_op(inputs, kernel)
+        return self._torch_convolution(inputs, kernel, (0, 0), None)
+
+    def _torch_convolution(self, inputs, kernel, extra, bias):
+        import torch.nn.functional as F
 
         channels_last = self.data_format == "channels_last"
         x = ops.convert_to_tensor(inputs)
@@ -114,13 +137,18 @@ class Conv2D(keras.layers.Conv2D):
         w = ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (out, in, h, w); a view of the variable
         if w.dtype != x.dtype:
             w = w.to(x.dtype)
-        padding = (0, 0)
+        if bias is not None:
+            bias = ops.convert_to_tensor(bias)
+            bias = bias if bias.dtype == x.dtype else bias.to(x.dtype)
+        padding = extra
         if self.padding == "same":
-            rows = _same_padding(x.shape[2], w.shape[2], self.strides[0], self.dilation_rate[0])
-            columns = _same_padding(x.shape[3], w.shape[3], self.strides[1], self.dilation_rate[1])
+            rows = _same_padding(x.shape[2] + 2 * extra[0], w.shape[2], self.strides[0], self.dilation_rate[0])
+            columns = _same_padding(x.shape[3] + 2 * extra[1], w.shape[3], self.strides[1], self.dilation_rate[1])
             if rows[0] == rows[1] and columns[0] == columns[1]:
-                padding = (rows[0], columns[0])
+                padding = (extra[0] + rows[0], extra[1] + columns[0])
             else:
-                x = F.pad(x, (*columns, *rows))
-        y = F.conv2d(x, w, stride=self.strides, padding=padding, dilation=self.dilation_rate, groups=self.groups)
+                x = F.pad(x, (extra[1] + columns[0], extra[1] + columns[1], extra[0] + rows[0], extra[0] + rows[1]))
+                padding = (0, 0)
+        y = F.conv2d(x, w, bias, stride=self.strides, padding=padding, dilation=self.dilation_rate,
+                     groups=self.groups)
         return y.permute(0, 2, 3, 1) if channels_last else y

@@ -1,0 +1,240 @@
+"""The library's pooling layers and `graph_runner` on PyTorch: Keras' results without Keras' per-layer work.
+
+On the PyTorch backend `MaxPooling2D` and `AveragePooling2D` pool a view of channels-last activations
+(Keras copies them to channels-first), and `CheckedModel` runs a functional graph through each layer's
+`call` (`graph_runner`), folding a `ZeroPadding2D` into the convolution after it. The worker below, run
+on that backend, compares both with Keras' own path: outputs, input gradients, memory layouts, a
+training step's gradients and moving statistics, `fit` losses, `stateless_call`, and the cases that must
+keep Keras' path.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_models
+from keras_models import graph_runner
+from keras_models.layers import AveragePooling2D, MaxPooling2D
+
+ROOT = Path(__file__).parents[2]
+
+WORKER = textwrap.dedent("""
+    import itertools, json, sys
+    import keras, numpy as np, torch
+    import keras_models
+    from keras_models import graph_runner
+    from keras_models.checks import CheckedModel
+    from keras_models.layers import AveragePooling2D, MaxPooling2D
+
+    rng = np.random.default_rng(0)
+    result = {}
+
+    def numpy(x):
+        return keras.ops.convert_to_numpy(x)
+
+    def relative(a, b):
+        a, b = numpy(a), numpy(b)
+        assert a.shape == b.shape, (a.shape, b.shape)
+        return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+    # Pooling: every size, stride, padding and layout against Keras' layers; output and gradient layouts.
+    worst, worst_grad, layouts_kept, native = 0.0, 0.0, True, 0
+    for (ours_cls, theirs_cls), fmt, padding, size, stride, rows in itertools.product(
+            [(MaxPooling2D, keras.layers.MaxPooling2D), (AveragePooling2D, keras.layers.AveragePooling2D)],
+            ["channels_last", "channels_first"], ["valid", "same"], [1, 2, 3], [1, 2, 3], [7, 8]):
+        x = rng.normal(size=(2, rows, 9, 5)).astype("float32")
+        x = x if fmt == "channels_last" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        ours = ours_cls(size, strides=stride, padding=padding, data_format=fmt)
+        theirs = theirs_cls(size, strides=stride, padding=padding, data_format=fmt)
+        own_path = ours._torch_pool(torch.tensor(x)) is not None
+        native += own_path
+        x_ours, x_theirs = torch.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y_ours, y_theirs = ours(x_ours), theirs(x_theirs)
+        worst = max(worst, relative(y_ours, y_theirs))
+        weights = torch.tensor(rng.normal(size=tuple(y_theirs.shape)).astype("float32"))
+        (y_ours * weights).sum().backward()
+        (y_theirs * weights).sum().backward()
+        worst_grad = max(worst_grad, relative(x_ours.grad, x_theirs.grad))
+        if own_path:
+            layouts_kept &= bool(y_ours.is_contiguous() and x_ours.grad.is_contiguous())
+    result["pooling"] = {"output": worst, "grad": worst_grad, "layouts_kept": layouts_kept, "native": native}
+
+    pads = [0]
+    keras_pad = keras.layers.ZeroPadding2D.call
+
+    def counted_pad(self, inputs):
+        pads[0] += 1
+        return keras_pad(self, inputs)
+
+    keras.layers.ZeroPadding2D.call = counted_pad
+
+    def keras_path(model):
+        object.__setattr__(model, graph_runner._PLAN, None)
+
+    def one_step(model, x, runner):
+        # One training forward and backward pass from the same weights: outputs, gradients, moving stats.
+        state = [numpy(v).copy() for v in model.variables]
+        if not runner:
+            keras_path(model)
+        pads[0] = 0
+        y = model(torch.tensor(x), training=True)
+        (y * torch.linspace(-1.0, 1.0, y.shape[-1])).sum().backward()
+        out = (numpy(y.detach()), [numpy(v.value.grad) for v in model.trainable_variables],
+               [numpy(v).copy() for v in model.non_trainable_variables], pads[0])
+        for variable, value in zip(model.variables, state):
+            variable.assign(value)
+        model.zero_grad()
+        return out
+
+    # Builders: a plan for each, and a step through it equal to Keras' path.
+    builders = {
+        "resnet18": dict(input_shape=(32, 32, 3), width_multiplier=0.25),
+        "resnet18_channels_first": dict(input_shape=(32, 32, 3), width_multiplier=0.25,
+                                        data_format="channels_first"),
+        "resnet50": dict(input_shape=(32, 32, 3), width_multiplier=0.125),
+        "lenet5": dict(input_shape=(32, 32, 1)),
+        "vgg16": dict(input_shape=(32, 32, 3), width_multiplier=0.125),
+        "simple_cnn": dict(input_shape=(16, 16, 3)),
+    }
+    result["builders"] = {}
+    for key, kwargs in builders.items():
+        keras.utils.set_random_seed(1)
+        name = "resnet18" if key.startswith("resnet18") else key
+        model = keras_models.build(name, num_classes=5, compile=False, **kwargs)
+        plan = graph_runner.plan(model)
+        x = rng.normal(size=(4, *kwargs["input_shape"])).astype("float32")
+        ours = one_step(model, x, True)
+        theirs = one_step(model, x, False)
+        layers = [type(l).__name__ for l in model.layers]
+        result["builders"][key] = {
+            "plan": plan is not None,
+            "output": relative(ours[0], theirs[0]),
+            "grad": max(relative(a, b) for a, b in zip(ours[1], theirs[1])),
+            "moving": max([relative(a, b) for a, b in zip(ours[2], theirs[2])] or [0.0]),
+            "pads": [ours[3], theirs[3]], "pad_layers": layers.count("ZeroPadding2D"),
+        }
+
+    # fit: three steps through the runner and through Keras' path, from the same weights.
+    losses = {}
+    for runner in (True, False):
+        keras.utils.set_random_seed(3)
+        model = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=4, width_multiplier=0.25,
+                                   compile=False)
+        keras_models.compile_model(model, optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                                   loss="sparse_categorical_crossentropy", jit_compile=False, family="cnn")
+        if not runner:
+            keras_path(model)
+        data = np.random.default_rng(4)
+        x = data.normal(size=(24, 32, 32, 3)).astype("float32")
+        y = data.integers(0, 4, size=24)
+        history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+        losses["runner" if runner else "keras"] = history.history["loss"]
+        losses["runner_used" if runner else "keras_used"] = graph_runner.plan(model) is not None
+    result["fit"] = losses
+
+    # stateless_call: the moving statistics come back as new values; the variables stay as they were.
+    keras.utils.set_random_seed(5)
+    model = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=3, width_multiplier=0.125,
+                               compile=False)
+    x = torch.tensor(rng.normal(size=(4, 32, 32, 3)).astype("float32"))
+    before = [numpy(v).copy() for v in model.non_trainable_variables]
+    _, new_stateless = model.stateless_call([v.value for v in model.trainable_variables],
+                                            [v.value for v in model.non_trainable_variables], x, training=True)
+    unchanged = all(np.array_equal(numpy(v), b) for v, b in zip(model.non_trainable_variables, before))
+    model(x, training=True)
+    result["stateless"] = {
+        "variables_unchanged": unchanged,
+        "new_values": max(relative(a, b) for a, b in zip(new_stateless, model.non_trainable_variables)),
+        "moved": max(float(np.abs(numpy(a) - b).max()) for a, b in zip(new_stateless, before)),
+    }
+
+    # Keras' path where the runner cannot follow Keras: other layers, other dtypes, masks, regularizers.
+    inputs = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(10, 4)(inputs)
+    embedding_model = CheckedModel(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    inputs = keras.Input((4,))
+    regularized = CheckedModel(inputs, keras.layers.Dense(2, activity_regularizer="l2")(inputs))
+    inputs = keras.Input((4,))
+    mixed = CheckedModel(inputs, keras.layers.Dense(2, dtype="mixed_bfloat16")(inputs))
+    inputs = keras.Input((4,))
+    plain = CheckedModel(inputs, keras.layers.Dense(2)(keras.layers.Dense(3)(inputs)))
+    result["plans"] = {name: graph_runner.plan(m) is not None for name, m in
+                       [("embedding", embedding_model), ("activity_regularizer", regularized),
+                        ("mixed_bfloat16", mixed), ("dense", plain)]}
+    print(json.dumps(result))
+""")
+
+
+@pytest.fixture(scope="module")
+def torch_result(tmp_path_factory):
+    pytest.importorskip("torch")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_pooling_equals_keras_and_keeps_the_layout(torch_result):
+    pooling = torch_result["pooling"]
+    # The same windows: max pooling exactly, averages to float32 rounding, gradients likewise.
+    assert pooling["output"] <= 1e-6 and pooling["grad"] <= 1e-6
+    # Outputs and input gradients stay in the activations' layout (Keras' path returns channels-first
+    # memory for channels-last tensors).
+    assert pooling["layouts_kept"]
+    # PyTorch's kernel on all 144 configurations but "same" padding that TensorFlow places unevenly (the
+    # 72 "valid" ones and some "same" ones).
+    assert 72 < pooling["native"] < 144
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet18_channels_first", "resnet50", "lenet5", "vgg16",
+                                  "simple_cnn"])
+def test_builders_run_through_the_plan_as_keras_does(torch_result, name):
+    run = torch_result["builders"][name]
+    assert run["plan"]
+    assert run["output"] <= 1e-5 and run["grad"] <= 1e-4 and run["moving"] <= 1e-5
+    ours, theirs = run["pads"]
+    assert theirs == run["pad_layers"]
+    if name.startswith("resnet18"):
+        # Four paddings before strided convolutions fold into them; the one before max pooling stays.
+        assert (theirs, ours) == (5, 1)
+
+
+def test_fit_through_the_plan_equals_keras(torch_result):
+    fit = torch_result["fit"]
+    assert fit["runner_used"] and not fit["keras_used"]
+    np.testing.assert_allclose(fit["runner"], fit["keras"], rtol=1e-5)
+
+
+def test_stateless_call_leaves_the_variables_alone(torch_result):
+    stateless = torch_result["stateless"]
+    assert stateless["variables_unchanged"]
+    assert stateless["moved"] > 1e-4  # the step did move the statistics
+    assert stateless["new_values"] <= 1e-6  # to the values a stateful call then gives
+
+
+def test_keras_path_where_the_runner_cannot_follow(torch_result):
+    assert torch_result["plans"] == {"embedding": False, "activity_regularizer": False, "mixed_bfloat16": False,
+                                     "dense": True}
+
+
+def test_under_tensorflow_they_are_keras_layers_and_no_plan_runs():
+    for ours, theirs in [(MaxPooling2D, keras.layers.MaxPooling2D), (AveragePooling2D, keras.layers.AveragePooling2D)]:
+        layer = ours(3, strides=2, padding="same")
+        assert isinstance(layer, theirs)
+        restored = keras.layers.deserialize(keras.layers.serialize(layer))
+        assert type(restored) is ours and restored.get_config() == layer.get_config()
+        x = np.random.default_rng(0).normal(size=(2, 7, 7, 3)).astype("float32")
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)),
+                                      keras.ops.convert_to_numpy(theirs(3, strides=2, padding="same")(x)))
+    model = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=2, width_multiplier=0.125)
+    assert model(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 2)
+    assert graph_runner._PLAN not in model.__dict__  # the plan is never built off PyTorch

@@ -48,12 +48,12 @@ CONFIGS = {
     "keras_torch_cf": ("keras", {"backend": "torch", "jit_compile": False, "data_format": "channels_first"},
                        "Keras, PyTorch backend, channels-first convolutions"),
     "keras_torch_layer_calls": ("keras", {"backend": "torch", "jit_compile": False, "layer_calls": True},
-                                "Keras, PyTorch backend, every layer through Layer.__call__"),
+                                "Keras, PyTorch backend, the library's layers, each through Layer.__call__"),
     "keras_torch_keras_layers": ("keras", {"backend": "torch", "jit_compile": False, "keras_layers": True},
-                                 "Keras, PyTorch backend, Keras' own Conv2D and BatchNormalization"),
+                                 "Keras, PyTorch backend, Keras' own layers and functional call"),
     "keras_torch_cf_keras_layers": ("keras", {"backend": "torch", "jit_compile": False, "keras_layers": True,
                                               "data_format": "channels_first"},
-                                    "Keras, PyTorch backend, channels-first, Keras' own Conv2D and BatchNormalization"),
+                                    "Keras, PyTorch backend, channels-first, Keras' own layers and functional call"),
     "keras_torch_compile": ("keras", {"backend": "torch", "jit_compile": True},
                             "Keras, PyTorch backend, torch.compile"),
     "torch_eager": ("torch", {"channels_last": False, "compile": False}, "PyTorch eager, NCHW"),
@@ -98,13 +98,19 @@ def keras_setup(model_name, options, steps):
     import keras_models
 
     if options.get("keras_layers"):
-        # The comparison row: the builders' convolutions and batch normalizations as Keras' own layers,
-        # the library's PyTorch paths switched off (the variables then keep Keras' memory layout).
+        # The comparison row: the builders' convolutions, batch normalizations and poolings as Keras' own
+        # layers, the library's PyTorch paths switched off (the variables then keep Keras' memory layout),
+        # each layer through `Layer.__call__`: Keras 3.15 as it is.
+        from keras_models import graph_runner
         from keras_models.layers.batch_normalization import BatchNormalization
         from keras_models.layers.conv2d import Conv2D
+        from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 
-        Conv2D.build, Conv2D.convolution_op = keras.layers.Conv2D.build, keras.layers.Conv2D.convolution_op
+        Conv2D.build, Conv2D.call = keras.layers.Conv2D.build, keras.layers.Conv2D.call
+        Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
         BatchNormalization.call = keras.layers.BatchNormalization.call
+        MaxPooling2D.call, AveragePooling2D.call = keras.layers.MaxPooling2D.call, keras.layers.AveragePooling2D.call
+        graph_runner.plan = lambda model: None
     if options.get("layer_calls"):
         # The comparison row: Keras' own functional call, each layer through `Layer.__call__`.
         from keras_models import graph_runner

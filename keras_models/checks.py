@@ -202,14 +202,26 @@ class CheckedModel(keras.Model):
                 return graph_runner.run(graph, self._standardize_inputs(inputs), training)
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
-    def train_step(self, *args, **kwargs):
-        if keras.backend.backend() == "torch" and getattr(self, "_layout_matched", None) != id(self.optimizer):
-            # Optimizer slots in the memory layout of the variables they follow (`layers.Conv2D`), once
-            # per optimizer, before its first update.
-            from keras_models.layers.conv2d import match_optimizer_layout
+    def _match_optimizer_layout(self):
+        """On PyTorch, eagerly: optimizer slots in the memory layout of the variables they follow
+        (`layers.Conv2D`), once per optimizer, before its first update."""
+        if keras.backend.backend() != "torch" or getattr(self, "_layout_matched", None) == id(self.optimizer):
+            return
+        import torch
 
-            match_optimizer_layout(self)
-            self._layout_matched = id(self.optimizer)  # an id: an attribute holding the optimizer would be saved
+        if torch.compiler.is_compiling():
+            return  # done by make_train_function before compiling; not traceable
+        from keras_models.layers.conv2d import match_optimizer_layout
+
+        match_optimizer_layout(self)
+        self._layout_matched = id(self.optimizer)  # an id: an attribute holding the optimizer would be saved
+
+    def make_train_function(self, force=False):
+        self._match_optimizer_layout()
+        return super().make_train_function(force=force)
+
+    def train_step(self, *args, **kwargs):
+        self._match_optimizer_layout()
         return super().train_step(*args, **kwargs)
 
 

@@ -3,13 +3,15 @@
 Keras runs a functional model by calling every layer through `Layer.__call__`, which converts and checks
 the arguments, resolves `training`, propagates masks, enters name and autocast scopes and records the
 call. On the TensorFlow and JAX backends that work happens once, while tracing. On the PyTorch backend
-it happens in every step, eagerly: 50-230 microseconds per layer on a CPU, about 12 ms of a ResNet-18
-training step on two cores, against about 10 microseconds for a PyTorch module.
+it happens in every step, eagerly: 45-230 microseconds per layer on a CPU against about 10 for a
+PyTorch module, about 16 ms of a 138 ms ResNet-18 training step on two cores (BENCHMARKS.md).
 
 `plan(model)` decides once whether a model can skip it: every layer must be one of `RUNNABLE`, whose
 `call` needs nothing `__call__` provides when the inputs are float32 tensors without masks, with a
-float32 dtype policy and no activity regularizer, and every node must take one tensor or one list of
-tensors. `run(plan, inputs, training)` then computes the same operators in the same order as Keras.
+float32 dtype policy and no activity regularizer (checked again at every call: `model.quantize`
+changes policies), and every node must take one tensor or one list of tensors. `run(plan, inputs,
+training)` then computes the same operators in the same order as Keras, except that a `ZeroPadding2D`
+feeding only a "valid" `Conv2D` becomes that convolution's own padding.
 `keras_models.CheckedModel` uses it on PyTorch outside `torch.compile`; any other model, backend or
 call (a mask, other keyword arguments) takes Keras' own path.
 """
@@ -42,10 +44,16 @@ class Plan:
     """The steps of a functional graph, each (call, takes `training`, input slots or slot, is a list,
     output slot); the number of model inputs, of value slots, the output slots and their structure."""
 
-    __slots__ = ("steps", "inputs", "slots", "outputs", "structure")
+    __slots__ = ("steps", "inputs", "slots", "outputs", "structure", "layers")
 
-    def __init__(self, steps, inputs, slots, outputs, structure):
+    def __init__(self, steps, inputs, slots, outputs, structure, layers):
         self.steps, self.inputs, self.slots, self.outputs, self.structure = steps, inputs, slots, outputs, structure
+        self.layers = layers
+
+    def still_runnable(self) -> bool:
+        """False once a layer's dtype policy or activity regularizer has changed since planning
+        (`model.quantize(...)` sets quantized policies)."""
+        return all(_layer_runnable(layer) for layer in self.layers)
 
 
 def _layer_runnable(layer) -> bool:
@@ -86,7 +94,9 @@ def _build_plan(model):
     if any(id(x) not in slots for x in model.outputs):
         return None
     outputs = tuple(slots[id(x)] for x in model.outputs)
-    return Plan(_fuse_padding(steps, outputs), len(model.inputs), len(slots), outputs, model._outputs_struct)
+    layers = tuple({id(step[0]): step[0] for step in steps}.values())
+    return Plan(_fuse_padding(steps, outputs), len(model.inputs), len(slots), outputs, model._outputs_struct,
+                layers)
 
 
 def _fuse_padding(steps, outputs):
@@ -121,7 +131,7 @@ def plan(model):
     if cached is False:
         cached = _build_plan(model)
         object.__setattr__(model, _PLAN, cached)
-    return cached
+    return cached if cached is not None and cached.still_runnable() else None
 
 
 def run(graph: Plan, inputs, training) -> object:

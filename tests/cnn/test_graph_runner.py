@@ -168,6 +168,12 @@ WORKER = textwrap.dedent("""
     result["plans"] = {name: graph_runner.plan(m) is not None for name, m in
                        [("embedding", embedding_model), ("activity_regularizer", regularized),
                         ("mixed_bfloat16", mixed), ("dense", plain)]}
+    # Quantized after its plan was made: back to Keras' path, which computes with the int8 kernels.
+    x = rng.normal(size=(8, 4)).astype("float32")
+    plain(x)
+    plain.quantize("int8")
+    result["quantized"] = {"plan": graph_runner.plan(plain) is not None,
+                           "kernel_dtype": str(plain.layers[1]._kernel.dtype)}
     print(json.dumps(result))
 """)
 
@@ -224,6 +230,8 @@ def test_stateless_call_leaves_the_variables_alone(torch_result):
 def test_keras_path_where_the_runner_cannot_follow(torch_result):
     assert torch_result["plans"] == {"embedding": False, "activity_regularizer": False, "mixed_bfloat16": False,
                                      "dense": True}
+    quantized = torch_result["quantized"]
+    assert not quantized["plan"] and "int8" in quantized["kernel_dtype"]
 
 
 def test_under_tensorflow_they_are_keras_layers_and_no_plan_runs():

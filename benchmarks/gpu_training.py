@@ -18,6 +18,10 @@ Groups (each runs on its own, so that only its workers hold GPU memory):
   bf16 autocast, eager and `torch.compile`.
 - `dcgan`: the `dcgan` builder at 64x64x3 (width 32, latent 100), batch 256, one D and one G update per
   step, float32; PyTorch: the same networks written here, eager and `torch.compile`.
+- `lstm`: `rnn_language_model` (vocabulary 10,000, embedding 256, two LSTM layers of 1,024 units),
+  sequence 128, batch 128, Adam (1e-3), float32, plain `fit()` on numpy token ids; PyTorch: the same
+  network written here with `nn.LSTM` (cuDNN's fused LSTM), eager and `torch.compile`. Keras' JAX
+  backend has no cuDNN LSTM: its LSTM is a `lax.scan` over the steps.
 
 Every configuration runs in its own worker process. The workers of a group are started and warmed up one
 at a time (XLA compilation and `torch.compile` excluded), then timed in alternation, `--rounds` rounds of
@@ -47,7 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # What a group's throughput counts.
-GROUPS = {"resnet50": "images", "gpt2": "tokens", "dcgan": "images"}
+GROUPS = {"resnet50": "images", "gpt2": "tokens", "dcgan": "images", "lstm": "tokens"}
 # name -> (group, framework, options, what it is)
 CONFIGS = {
     "keras_resnet50": ("resnet50", "keras", {}, "resnet50 builder, Keras on JAX, fit() fed from the device"),
@@ -66,7 +70,13 @@ CONFIGS = {
     "keras_dcgan": ("dcgan", "keras", {}, "dcgan builder, Keras on JAX, fit()"),
     "torch_dcgan": ("dcgan", "torch", {"compile": False}, "DCGAN in PyTorch, eager, channels_last"),
     "torch_dcgan_compile": ("dcgan", "torch", {"compile": True}, "DCGAN in PyTorch, torch.compile, channels_last"),
+    "keras_lstm": ("lstm", "keras", {}, "rnn_language_model, Keras on JAX, fit()"),
+    "torch_lstm": ("lstm", "torch", {"compile": False}, "the same LSTM in PyTorch (cuDNN), eager"),
+    "torch_lstm_compile": ("lstm", "torch", {"compile": True}, "the same LSTM in PyTorch (cuDNN), torch.compile"),
 }
+# The `lstm` group's language model: vocabulary, embedding width, units, layers.
+LSTM_SIZES = {"vocab_size": 10000, "embedding_dim": 256, "units": 1024, "num_layers": 2}
+LSTM_SMALL = {"vocab_size": 64, "embedding_dim": 8, "units": 16, "num_layers": 2}
 CLASSES, SEQUENCE, LATENT, WIDTH = 1000, 1024, 100, 32
 
 
@@ -78,12 +88,14 @@ def sizes(group, small):
         tiny = {"vocabulary_size": 512, "num_layers": 2, "num_heads": 2, "hidden_dim": 64,
                 "intermediate_dim": 256, "max_sequence_length": 64}
         return (2, 64, tiny) if small else (16, SEQUENCE, {"preset": "gpt2_small"})
+    if group == "lstm":
+        return (4, 8, LSTM_SMALL) if small else (128, 128, LSTM_SIZES)
     return (4, 64, {}) if small else (256, 64, {})
 
 
 def unit_count(group, batch, side):
     """Images or tokens in one step."""
-    return batch * side if group == "gpt2" else batch
+    return batch * side if group in ("gpt2", "lstm") else batch
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,6 +144,14 @@ def torch_forward_flops(module, example):
     return int(total[0])
 
 
+def lstm_flops_per_token(sizes):
+    """A training step's FLOPs per token of the `lstm` group's model: 3x the forward pass's 2 x the
+    multiply-adds of the four gates of each layer (input and recurrent products) and of the output layer."""
+    width, units, layers = sizes["embedding_dim"], sizes["units"], sizes["num_layers"]
+    gates = sum(4 * ((width if layer == 0 else units) + units) * units for layer in range(layers))
+    return 3 * 2 * (gates + units * sizes["vocab_size"])
+
+
 def gpt_flops_per_token(parameters, layers, width, sequence):
     """nanoGPT's count: 6N for the matrix products with the weights, 12 L d T for attention."""
     return 6 * parameters + 12 * layers * width * sequence
@@ -170,6 +190,15 @@ def keras_setup(name, steps, small):
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         backbone = model.backbone
         flops = gpt_flops_per_token(model.count_params(), backbone.num_layers, backbone.hidden_dim, side)
+    elif group == "lstm":
+        model = keras_models.build("rnn_language_model", cell="lstm", sequence_length=side, compile=False,
+                                   **model_options)
+        keras_models.compile_model(model, optimizer=keras.optimizers.Adam(1e-3),
+                                   loss=keras_models.recurrent.language_model_loss(), jit_compile=True,
+                                   family="recurrent")
+        tokens = rng.integers(1, model_options["vocab_size"], size=(batch * steps, side + 1)).astype("int32")
+        x, y = np.ascontiguousarray(tokens[:, :-1]), np.ascontiguousarray(tokens[:, 1:])
+        flops = lstm_flops_per_token(model_options)
     else:
         model = keras_models.build("dcgan", image_shape=(side, side, 3), latent_dim=LATENT, jit_compile=True)
         x = rng.random((batch * steps, side, side, 3), dtype=np.float32)
@@ -334,6 +363,39 @@ def torch_setup(name, steps, small):
             with autocast:
                 logits = model(ids)
             loss = nn.functional.cross_entropy(logits.float().view(-1, vocabulary), targets.reshape(-1))
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        def one(i):
+            step(tokens[i, :, :-1], tokens[i, :, 1:])
+    elif group == "lstm":
+        config = model_options
+
+        class LanguageModel(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embedding = nn.Embedding(config["vocab_size"], config["embedding_dim"])
+                self.lstm = nn.LSTM(config["embedding_dim"], config["units"], num_layers=config["num_layers"],
+                                    batch_first=True)
+                self.head = nn.Linear(config["units"], config["vocab_size"])
+
+            def forward(self, ids):
+                return self.head(self.lstm(self.embedding(ids))[0])
+
+        model = LanguageModel().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device == "cuda")
+        tokens = torch.randint(1, config["vocab_size"], (steps, batch, side + 1), device=device)
+        parameters = sum(p.numel() for p in model.parameters())
+        flops = lstm_flops_per_token(config)
+        vocabulary = config["vocab_size"]
+
+        @compiled
+        def step(ids, targets):
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(ids)
+            # Padding (id 0) left out, as the library's language-model loss does; the data has none.
+            loss = nn.functional.cross_entropy(logits.reshape(-1, vocabulary), targets.reshape(-1), ignore_index=0)
             loss.backward()
             optimizer.step()
             return loss
@@ -510,7 +572,7 @@ def print_table(group, results, failed, steps, rounds, small):
     unit = GROUPS[group]
     compiled_torch = [r["per_second"] for n, r in results.items() if CONFIGS[n][1] == "torch" and "compile" in n]
     best_torch = max([r["per_second"] for n, r in results.items() if CONFIGS[n][1] == "torch"], default=None)
-    print(f"\n{group}: batch {batch}, {'sequence' if group == 'gpt2' else 'side'} {side}, {steps} steps per epoch, "
+    print(f"\n{group}: batch {batch}, {'sequence' if group in ('gpt2', 'lstm') else 'side'} {side}, {steps} steps per epoch, "
           f"{rounds} rounds")
     print(f"| config | what | {unit}/s (median) | min-max | TFLOP/s | utilisation | vs torch.compile | vs best PyTorch |")
     print("|---|---|---|---|---|---|---|---|")

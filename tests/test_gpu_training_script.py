@@ -36,12 +36,24 @@ def test_gpt_flops_per_token_follow_nanogpts_count():
     assert _script().gpt_flops_per_token(124_439_808, 12, 768, 1024) == 6 * 124_439_808 + 12 * 12 * 768 * 1024
 
 
+def test_lstm_flops_per_token_count_the_models_kernels():
+    # Each kernel weight of the LSTM and of the output layer is one multiply-add per token in the forward
+    # pass: 2 FLOPs, times 3 for a training step. Counted here from the built model's variables.
+    sizes = {"vocab_size": 300, "embedding_dim": 24, "units": 40, "num_layers": 2}
+    model = keras_models.build("rnn_language_model", cell="lstm", compile=False, **sizes)
+    kernels = sum(int(v.numpy().size) for v in model.weights
+                  if v.path.endswith("kernel") and "embedding" not in v.path)
+    assert kernels == 4 * (24 + 40) * 40 + 4 * (40 + 40) * 40 + 40 * 300
+    assert _script().lstm_flops_per_token(sizes) == 6 * kernels
+
+
 @pytest.mark.slow
 def test_small_run_on_cpu_compares_networks_of_equal_size(tmp_path):
     pytest.importorskip("torch")
     output = tmp_path / "gpu.json"
-    command = [sys.executable, str(SCRIPT), "--small", "--groups", "gpt2", "dcgan", "--configs", "keras_gpt2",
-               "torch_gpt2", "keras_dcgan", "torch_dcgan", "--rounds", "1", "--steps", "2", "--output", str(output)]
+    command = [sys.executable, str(SCRIPT), "--small", "--groups", "gpt2", "dcgan", "lstm", "--configs", "keras_gpt2",
+               "torch_gpt2", "keras_dcgan", "torch_dcgan", "keras_lstm", "torch_lstm", "--rounds", "1", "--steps", "2",
+               "--output", str(output)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200,
                           env=dict(os.environ, JAX_THREEFRY_PARTITIONABLE="0"))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -52,7 +64,10 @@ def test_small_run_on_cpu_compares_networks_of_equal_size(tmp_path):
     assert gpt["keras_gpt2"]["parameters"] == gpt["torch_gpt2"]["parameters"]
     assert gpt["keras_gpt2"]["flops_per_unit"] == gpt["torch_gpt2"]["flops_per_unit"]
     assert gan["keras_dcgan"]["flops_per_unit"] == gan["torch_dcgan"]["flops_per_unit"]
-    for result in (*gpt.values(), *gan.values()):
+    lstm = report["groups"]["lstm"]["results"]
+    # PyTorch's LSTM has two bias vectors per gate where Keras' has one: 4 x units more per layer.
+    assert lstm["torch_lstm"]["parameters"] - lstm["keras_lstm"]["parameters"] == 4 * 16 * 2
+    for result in (*gpt.values(), *gan.values(), *lstm.values()):
         assert result["per_second"] > 0
 
 

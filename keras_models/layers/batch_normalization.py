@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import keras
 from keras import ops
-from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 _PACKAGE = "keras_models"
 
@@ -21,8 +20,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
     element-wise operations, each a pass over the activations with its own backward pass. This layer
     calls PyTorch's fused batch normalization instead (one pass forward, one backward) on the channel
     axis of a channels-last or channels-first feature map, and updates the moving mean and variance by
-    Keras' rule with the batch's biased variance, as Keras does. Masks, batch renormalization and the
-    other backends take Keras' own path.
+    Keras' rule with the batch's biased variance, as Keras does, in place on the variables' tensors
+    (through `assign` inside a `StatelessScope`). Masks, batch renormalization and the other backends
+    take Keras' own path.
     """
 
     def _fused_axis(self, inputs, mask):
@@ -37,6 +37,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if axis is None:
             return super().call(inputs, training=training, mask=mask)
         import torch
+        from keras.src.backend.common.stateless_scope import get_stateless_scope
 
         x = ops.convert_to_tensor(inputs)
         if x.dtype in (torch.float16, torch.bfloat16):

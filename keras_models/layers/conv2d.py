@@ -80,7 +80,8 @@ class Conv2D(keras.layers.Conv2D):
     memory out in PyTorch's order: `(out, h, w, in)` for channels-last data (PyTorch's channels-last
     weights), `(out, in, h, w)` for channels-first. The convolution then receives the kernel and the
     activations as views: no kernel is copied channels-first, and channels-last only each kernel
-    gradient once, as PyTorch's own channels-last modules do. Everything Keras sees is Keras' own: the
+    gradient once, as PyTorch's own channels-last modules do. The bias is added inside the convolution,
+    as PyTorch's modules add it. Everything Keras sees is Keras' own: the
     shape, `get_weights()`, saved files and the optimizer's state, so weights and checkpoints move
     between backends unchanged.
 

@@ -2,6 +2,7 @@
 
     python benchmarks/gan_quality.py                     # every measured variant
     python benchmarks/gan_quality.py --variants cgan srgan --json out.json
+    python benchmarks/gan_quality.py --variants stylegan --epochs 40 --option style_mixing=0.9   # a side run
 
 Across Keras backends, every backend's samples are judged by one judge: train and sample on each
 backend, then judge every saved sample file in one TensorFlow process.
@@ -29,6 +30,7 @@ Measures, on the 8x8 digits (32x32 for super-resolution):
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -52,7 +54,7 @@ TRANSLATED = ("pix2pix", "cyclegan", "cyclegan_whole_image")
 BUILT_AS = {"cyclegan_whole_image": ("cyclegan", {"kernel_size": 7, "downsamples": 1, "num_blocks": 3})}
 # epochs per variant, chosen so each trains in a few minutes on two CPU cores
 EPOCHS = {
-    "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan": 40, "wgan_gp": 40, "stylegan": 40, "biggan": 80,
+    "gan": 60, "dcgan": 60, "cgan": 60, "lsgan": 60, "wgan": 40, "wgan_gp": 40, "stylegan": 100, "biggan": 80,
     "infogan": 60, "pix2pix": 40, "cyclegan": 60, "cyclegan_whole_image": 60, "srgan": 10,
 }
 # SRGAN's content-only first stage (SRResNet on the pixel MSE); EPOCHS["srgan"] is its adversarial stage
@@ -123,13 +125,16 @@ def train(variant, *fit_args, epochs, batch_size=64, seed=0, jit_compile=None, *
     return gan, time.perf_counter() - start
 
 
-def sample_variant(variant, x_train, y_train, seed=0, jit_compile=None):
-    """Trains a sampled variant on the active backend; its samples, their requested labels, and facts."""
+def sample_variant(variant, x_train, y_train, seed=0, jit_compile=None, epochs=None, options=None):
+    """Trains a sampled variant on the active backend; its samples, their requested labels, and facts.
+
+    `epochs` replaces the variant's entry in EPOCHS; `options` go to the builder (side runs)."""
     conditional = variant in CONDITIONAL
     args = (x_train, y_train) if conditional else (x_train,)
     load_before = os.getloadavg()[0]
+    epochs = epochs or EPOCHS[variant]
     gan, seconds = train(
-        variant, *args, epochs=EPOCHS[variant], seed=seed, jit_compile=jit_compile, image_shape=(8, 8, 1)
+        variant, *args, epochs=epochs, seed=seed, jit_compile=jit_compile, image_shape=(8, 8, 1), **(options or {})
     )
     load_after = os.getloadavg()[0]
     labels = np.arange(NUM_SAMPLES) % 10
@@ -138,7 +143,8 @@ def sample_variant(variant, x_train, y_train, seed=0, jit_compile=None):
         "variant": variant,
         "backend": keras.backend.backend(),
         "seed": seed,
-        "epochs": EPOCHS[variant],
+        "epochs": epochs,
+        "options": dict(options or {}),
         "train_seconds": seconds,
         "jit_compile": bool(gan.jit_compile),
         "load_average": [load_before, load_after],
@@ -286,15 +292,18 @@ def translation_reference(x_train, x_test, y_test, log=print):
     }
 
 
-def run(variants, seed=0, jit_compile=None, log=print):
+def run(variants, seed=0, jit_compile=None, log=print, epochs=None, options=None):
     results = {"machine": "2 CPU cores, no GPU"}
     classifier, features, real_test_features, results["judge"], results["reference_fd"] = digits_judge(log)
     (x_train, y_train), (x_test, y_test) = load_digits(8)
     edges = None  # the translators' data, judge and reference figures, made once when first needed
     for variant in variants:
         if variant in SAMPLED:
-            samples, labels, conditional, facts = sample_variant(variant, x_train, y_train, seed, jit_compile)
+            samples, labels, conditional, facts = sample_variant(
+                variant, x_train, y_train, seed, jit_compile, epochs=epochs, options=options)
             entry = {"epochs": facts["epochs"], "train_seconds": facts["train_seconds"]}
+            if facts["options"]:
+                entry["options"] = facts["options"]
             entry.update(score(samples, labels, conditional, classifier, features, real_test_features))
             results[variant] = entry
         elif variant in TRANSLATED:
@@ -325,6 +334,17 @@ def run(variants, seed=0, jit_compile=None, log=print):
     return results
 
 
+def builder_option(text):
+    """`NAME=VALUE` with VALUE a Python literal (a number, a string in quotes, a tuple, True/False)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise argparse.ArgumentTypeError(f"the value of {name} is not a Python literal: {value!r}") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", help="default: cgan dcgan wgan_gp pix2pix cyclegan srgan "
@@ -333,6 +353,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of training (default 0)")
     parser.add_argument("--jit-compile", choices=("default", "on", "off"), default="default",
                         help="compile the training step: the library's default for this backend, or forced on/off")
+    parser.add_argument("--epochs", type=int, help="side runs: epochs of every sampled variant instead of its own")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", type=builder_option,
+                        help="side runs: a builder option of the sampled variants, e.g. style_mixing=0.5 (repeatable)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--save-samples", metavar="DIR",
                       help="train the sampled variants on the active Keras backend and save their samples to DIR")
@@ -349,7 +372,10 @@ def main(argv=None):
         print(markdown_table(results))
     else:
         variants = args.variants or ["cgan", "dcgan", "wgan_gp", "pix2pix", "cyclegan", "srgan"]
-        results = run(variants, seed=args.seed, jit_compile=jit_compile)
+        if (args.epochs or args.option) and not set(variants) <= set(SAMPLED):
+            parser.error("--epochs and --option apply to the sampled variants only: " + " ".join(SAMPLED))
+        results = run(variants, seed=args.seed, jit_compile=jit_compile, epochs=args.epochs,
+                      options=dict(args.option))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

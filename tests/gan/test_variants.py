@@ -70,6 +70,11 @@ def test_small_images_get_their_own_defaults_and_explicit_options_still_win():
     chosen = keras_models.build("biggan", image_shape=(8, 8, 1), n_critic=3, g_learning_rate=5e-4)
     assert chosen.n_critic == 3 and np.isclose(float(chosen.g_optimizer.learning_rate), 5e-4)
 
+    # StyleGAN: no style mixing at or below 16 pixels (two or three resolutions), the paper's 0.9 above.
+    small, large = (keras_models.build("stylegan", image_shape=shape) for shape in ((8, 8, 1), (32, 32, 1)))
+    assert (small.style_mixing, large.style_mixing) == (0.0, 0.9)
+    assert keras_models.build("stylegan", image_shape=(8, 8, 1), style_mixing=0.5).style_mixing == 0.5
+
     # CycleGAN: a local generator (3x3, no downsampling) at or below 16 pixels, the wider one above.
     def shape(gan):
         convs = [layer for layer in gan.generator.layers if isinstance(layer, keras.layers.Conv2D)]

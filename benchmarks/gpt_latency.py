@@ -9,13 +9,21 @@ onnxruntime with the same thread count; runners timed in interleaved rounds (`ex
 the load average is printed before and after: publish only a run on a quiet machine.
 
     python benchmarks/gpt_latency.py [--repeats 7] [--threads 1] [--date YYYY-MM-DD]
-        [--output benchmarks/sections/gpt_latency.md]
+        [--output benchmarks/sections/gpt_latency.md] [--keep DIR] [--against DIR]
+
+A change to the decode graph is measured against the code before it in one interleaved run: export
+with the old code and keep its decode files (`--keep old`, run from a worktree of the old commit),
+then run the new code with `--against old`, which times those files beside its own (the same seeded
+weights: each kept file must generate what this run's model generates).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,7 +67,7 @@ def _full_runner(kind, path, tokens, threads):
     return run
 
 
-def measure(folder, repeats, threads):
+def measure(folder, repeats, threads, keep=None, against=None):
     rows = []
     for label, config in SIZES.items():
         keras.utils.set_random_seed(0)
@@ -85,6 +93,14 @@ def measure(folder, repeats, threads):
             step_path = cached if kind == "tflite" else cached.with_name(f"{cached.stem}.decode.onnx")
             make = litert_step if kind == "tflite" else onnx_step
             runners[f"{runtime}, cache"] = make(step_path, feed, threads)
+            if keep:
+                keep.mkdir(parents=True, exist_ok=True)
+                for written in folder.glob(f"{cached.stem}*.{kind}"):
+                    shutil.copy(written, keep / written.name)
+            if against:
+                if not np.array_equal(export.generate(against / cached.name, prompts, max_length=16), expected):
+                    raise SystemExit(f"{against / cached.name} does not generate what this run's model generates")
+                runners[f"{runtime}, cache, {against.name}"] = make(against / step_path.name, feed, threads)
             tokens = np.random.default_rng(1).integers(0, VOCABULARY, (1, length)).astype(np.int32)
             runners[f"{runtime}, no cache"] = _full_runner(kind, full, tokens, threads)
         rows.append((label, model.count_params(), time_ms(runners, repeats)))
@@ -112,7 +128,15 @@ def render(rows, repeats, threads, date, loads):
 
 
 def main(argv=None):
-    run(__doc__.splitlines()[0], measure, render, argv)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--keep", type=Path, help="copy the decode files this run exports into this folder")
+    parser.add_argument("--against", type=Path, help="also time the decode files kept in this folder")
+    own, rest = parser.parse_known_args(argv)
+
+    def measure_with_options(folder, repeats, threads):
+        return measure(folder, repeats, threads, keep=own.keep, against=own.against)
+
+    run(__doc__.splitlines()[0], measure_with_options, render, rest)
 
 
 if __name__ == "__main__":

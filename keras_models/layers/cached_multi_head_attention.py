@@ -17,6 +17,15 @@ from keras_models.layers.rotary_embedding import RotaryEmbedding
 _MASKED = -1e9
 
 
+def _keys_and_values(cache):
+    """The keys and the values of a `(batch, 2, length, heads, head_dim)` cache. Unstacked rather than
+    indexed: TFLite runs an indexing slice (`cache[:, 0]`) in its reference strided-slice kernel, one
+    function call per element, which took 38% of a GPT decode step (benchmarks/gpt_latency.py); its
+    unpack copies whole blocks."""
+    keys, values = ops.unstack(cache, num=2, axis=1)
+    return keys, values
+
+
 def key_positions_mask(query_length, key_length, start_index=0, causal=True):
     """Boolean `(query_length, key_length)`: query `i`, at position `start_index + i`, may see key `j`.
 
@@ -130,7 +139,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     def _heads(self, x, batch, heads):
         """`(batch, steps, heads * head_dim)` -> `(batch, steps, heads, head_dim)`. The batch is read from
         the layer's input: ONNX converters may rewrite a projection's output into a 2-D matmul."""
-        return ops.reshape(x, (batch, -1, heads, self.head_dim))
+        steps = x.shape[1] if x.shape[1] is not None else -1  # kept static where known (one decode step)
+        return ops.reshape(x, (batch, steps, heads, self.head_dim))
 
     def call(self, query, value=None, attention_mask=None, use_causal_mask=False, cache=None, cache_index=None,
              attention_bias=None, training=None):
@@ -140,7 +150,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         if self.rotary is not None:
             queries = self.rotary(queries, start_index=start)
         if cache is not None and cache_index is None:  # a cache read as it is: keys of an encoded source
-            keys, values, new_cache = cache[:, 0], cache[:, 1], cache
+            (keys, values), new_cache = _keys_and_values(cache), cache
         else:
             source = query if value is None else value
             # (batch, key_length, key_value_heads, head_dim)
@@ -153,7 +163,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
                 # (batch, 2, steps, key_value_heads, head_dim)
                 update = ops.cast(ops.stack([keys, values], axis=1), cache.dtype)
                 new_cache = ops.slice_update(cache, (0, 0, ops.cast(start, "int32"), 0, 0), update)
-                keys, values = ops.cast(new_cache[:, 0], queries.dtype), ops.cast(new_cache[:, 1], queries.dtype)
+                keys, values = (ops.cast(part, queries.dtype) for part in _keys_and_values(new_cache))
 
         writing_cache = cache is not None and cache_index is not None
         # Causal attention alone over this call's own keys: the fused kernels of JAX and PyTorch take it as
@@ -164,7 +174,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         mask = None if causal_only else self._mask(queries, keys, attention_mask, use_causal_mask, writing_cache, start)
         attended = self._attend(queries, keys, values, mask, attention_bias, causal_only,
                                 training)  # (batch, query_length, heads, head_dim)
-        output = self.output_dense(ops.reshape(attended, (batch, -1, self.num_heads * self.head_dim)))
+        steps = query.shape[1] if query.shape[1] is not None else -1
+        output = self.output_dense(ops.reshape(attended, (batch, steps, self.num_heads * self.head_dim)))
         return output if cache is None else (output, new_cache)
 
     def _mask(self, queries, keys, attention_mask, causal, writing_cache, start):
@@ -187,10 +198,29 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             if causal_only:
                 mask = ops.expand_dims(key_positions_mask(ops.shape(queries)[1], ops.shape(keys)[1]), (0, 1))
             return self._attend_with_dropout(queries, keys, values, mask, bias, training)
+        if queries.shape[1] == 1 and keras.backend.backend() == "tensorflow":
+            return self._attend_one_query(queries, keys, values, mask, bias)
         if bias is not None and mask is not None:  # PyTorch's fused attention takes one of them: fold the mask in
             bias = ops.where(mask, ops.cast(bias, "float32"), _MASKED)
             mask = None
         return ops.dot_product_attention(queries, keys, values, bias=bias, mask=mask, is_causal=causal_only)
+
+    def _attend_one_query(self, queries, keys, values, mask, bias):
+        """One query step (a decode step) as products and sums over the keys' own layout.
+
+        A matmul wants the keys as `(batch, heads, head_dim, keys)`: the exported graphs would transpose
+        the whole cache every step, which took 40% of onnxruntime's GPT decode step; here only the
+        `(batch, heads, keys)` scores change layout (benchmarks/gpt_latency.py)."""
+        queries, keys = ops.cast(queries, "float32"), ops.cast(keys, "float32")
+        scores = ops.sum(queries * keys, axis=-1) / ops.sqrt(float(self.head_dim))  # (batch, keys, heads)
+        scores = ops.expand_dims(ops.transpose(scores, (0, 2, 1)), 2)  # (batch, heads, 1, keys)
+        if bias is not None:
+            scores = scores + ops.cast(bias, "float32")
+        if mask is not None:
+            scores = ops.where(mask, scores, _MASKED)
+        weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)
+        weights = ops.expand_dims(ops.transpose(weights[:, :, 0], (0, 2, 1)), -1)  # (batch, keys, heads, 1)
+        return ops.sum(weights * values, axis=1, keepdims=True)  # (batch, 1, heads, head_dim)
 
     def _attend_with_dropout(self, queries, keys, values, mask, bias, training):
         scores = ops.einsum("bqhd,bkhd->bhqk", ops.cast(queries, "float32"), ops.cast(keys, "float32"))

@@ -139,6 +139,11 @@ def test_fused_attention_equals_the_explicit_softmax_with_mask_and_bias():
     expected = np.einsum("bhqk,bkhd->bqhd", weights, v)
     np.testing.assert_allclose(_numpy(fused), expected, atol=1e-5)
     np.testing.assert_allclose(_numpy(explicit), expected, atol=1e-5)
+    # One query step (a decode step) goes through products and sums in the keys' own layout.
+    one = attention._attend(q[:, :1], k, v, mask[:, :, :1], bias[:, :, :1], False, training=False)
+    np.testing.assert_allclose(_numpy(attention._attend_one_query(q[:, :1], k, v, mask[:, :, :1], bias[:, :, :1])),
+                               expected[:, :1], atol=1e-5)
+    np.testing.assert_allclose(_numpy(one), expected[:, :1], atol=1e-5)
 
 
 # -- positions --------------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@
 
 Every configuration runs in its own worker process (backends and XLA flags are chosen at start-up).
 The workers are started and warmed up one at a time (tracing, XLA compilation and `torch.compile`
-excluded), then timed in alternation: round 1 times A, B, C, ..., round 2 the same, `--rounds` times,
-while the other workers wait on a pipe. The median over rounds is reported, with the 1-minute load
+excluded), then timed in alternation, the order rotated each round (A, B, C; then B, C, A; then C, A,
+B; ...), `--rounds` times, while the other workers wait on a pipe: the configuration timed first in a
+round ran about 5% slower than the same one timed second (DCGAN, both orders tried), so a fixed order
+would favour the configurations listed later. Give a multiple of the number of configurations as
+`--rounds` for each to take every place equally often. The median over rounds is reported, with the 1-minute load
 average before and after the run and around each round. A run above a load of about 1.5 on two cores
 is not one to publish.
 
@@ -376,7 +379,8 @@ def main():
     loads = []
     for round_index in range(args.rounds):
         loads.append(os.getloadavg()[0])
-        for name in names:
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             workers[name].stdin.write("run\n")
             workers[name].stdin.flush()
             seconds[name].append(read_message(workers[name], name)["seconds"])

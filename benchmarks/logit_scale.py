@@ -55,7 +55,7 @@ def _table_lines(summary):
     return [line for line in str(summary).splitlines() if line.strip() and not line.startswith(("Date:", "Time:"))]
 
 
-def side_by_side(rows, features, repeats):
+def side_by_side(rows, features, repeats, also_batch_size=None):
     import statsmodels.api as sm
 
     from keras_models.statistical import LogisticRegression
@@ -67,13 +67,21 @@ def side_by_side(rows, features, repeats):
 
     load_before = os.getloadavg()
     timings = {**{f"statsmodels {m}": [] for m in METHODS}, "keras_models": []}
+    other = f"keras_models, batch_size={also_batch_size}"
+    if also_batch_size:  # a second chunk size, timed right after the default in every round
+        timings[other] = []
     fits = {}
-    for _ in range(repeats):
-        for method in METHODS:
+    ours_fits = [("ours", "keras_models", {})] + ([("other", other, {"batch_size": also_batch_size})]
+                                                   if also_batch_size else [])
+    for round_index in range(repeats):
+        for method_index, method in enumerate(METHODS):
             seconds, fits[method] = _timed(lambda: sm.Logit(y, sm.add_constant(X)).fit(method=method, disp=0))
             timings[f"statsmodels {method}"].append(seconds)
-            seconds, fits["ours"] = _timed(lambda: LogisticRegression().fit(X, y))
-            timings["keras_models"].append(seconds)
+            # with a second batch size, the two of ours take turns at following statsmodels' fit
+            turn = (round_index * len(METHODS) + method_index) % len(ours_fits)
+            for key, name, params in ours_fits[turn:] + ours_fits[:turn]:
+                seconds, fits[key] = _timed(lambda: LogisticRegression(**params).fit(X, y))
+                timings[name].append(seconds)
     load_after = os.getloadavg()
 
     ours, reference = fits["ours"], fits["newton"]
@@ -93,6 +101,10 @@ def side_by_side(rows, features, repeats):
     fastest = min(same, key=lambda m: methods[m]["median"])
     fastest_any = min(METHODS, key=lambda m: methods[m]["median"])
     ours_median = statistics.median(timings["keras_models"])
+    if also_batch_size:
+        other_params = fits["other"].params_.to_numpy()
+        if not np.allclose(other_params, params, rtol=1e-12, atol=0):
+            raise SystemExit(f"{other}: coefficients differ from the default fit's beyond 1e-12")
     return dict(
         rows=rows, features=features, repeats=repeats, timings=timings, methods=methods, fastest=fastest,
         ratio_vs_fastest=ours_median / methods[fastest]["median"], fastest_any=fastest_any,
@@ -186,9 +198,11 @@ def main():
     parser.add_argument("--stream-rows", type=int, default=10_000_000)
     parser.add_argument("--batch-size", type=int, default=None, help="rows per chunk of the streamed fit's passes")
     parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--also-batch-size", type=int, default=None,
+                        help="part 1 also times our fit with this batch_size, right after the default in every round")
     args = parser.parse_args()
 
-    part1 = side_by_side(args.rows, args.features, args.repeats)
+    part1 = side_by_side(args.rows, args.features, args.repeats, args.also_batch_size)
     _report_part1(part1)
     if not args.skip_stream:
         part2 = streamed(args.stream_rows, args.features, args.batch_size)

@@ -229,7 +229,7 @@ class LogisticRegression(_LogitBase):
         fit_intercept: prepend a constant column named `const`.
         max_iter: the most Newton iterations (statsmodels' default, 35).
         tol: stop when the largest Newton step is below `tol * (1 + max |beta|)`.
-        batch_size: rows per chunk of a Newton pass; the default keeps a chunk in the CPU cache. Memory
+        batch_size: rows per chunk of a Newton pass; the default keeps a chunk in the processor's cache. Memory
             beyond the data is a few chunks, about `batch_size * p * 32` bytes.
         verbose: show a Keras progress bar of the Newton iterations.
 

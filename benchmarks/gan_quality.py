@@ -183,7 +183,7 @@ def digits_judge(log=print):
     return classifier, features, real_test_features, {"test_accuracy": accuracy}, reference
 
 
-def save_samples(variants, directory, seed=0, jit_compile=None, log=print):
+def save_samples(variants, directory, seed=0, jit_compile=None, log=print, epochs=None, options=None):
     """Trains `variants` on the active backend and writes `<variant>.npz` (samples, labels, facts) per variant."""
     unknown = [v for v in variants if v not in SAMPLED]
     if unknown:
@@ -191,7 +191,8 @@ def save_samples(variants, directory, seed=0, jit_compile=None, log=print):
     os.makedirs(directory, exist_ok=True)
     (x_train, y_train), _ = load_digits(8)
     for variant in variants:
-        samples, labels, conditional, facts = sample_variant(variant, x_train, y_train, seed, jit_compile)
+        samples, labels, conditional, facts = sample_variant(variant, x_train, y_train, seed, jit_compile,
+                                                             epochs=epochs, options=options)
         path = os.path.join(directory, f"{variant}.npz")
         np.savez(path, samples=samples, labels=labels, conditional=conditional, facts=json.dumps(facts))
         log(f"{path}: {json.dumps(facts)}")
@@ -365,8 +366,11 @@ def main(argv=None):
     jit_compile = {"default": None, "on": True, "off": False}[args.jit_compile]
     if args.save_samples:
         variants = args.variants or ["cgan", "dcgan", "wgan_gp"]
-        save_samples(variants, args.save_samples, seed=args.seed, jit_compile=jit_compile)
+        save_samples(variants, args.save_samples, seed=args.seed, jit_compile=jit_compile, epochs=args.epochs,
+                     options=dict(args.option))
         return
+    if args.judge and (args.epochs or args.option):
+        parser.error("--epochs and --option set how variants train; --judge only judges saved samples")
     if args.judge:
         results = judge_saved(args.judge)
         print(markdown_table(results))

@@ -4,7 +4,7 @@ Keras runs a functional model by calling every layer through `Layer.__call__`, w
 the arguments, resolves `training`, propagates masks, enters name and autocast scopes and records the
 call. On the TensorFlow and JAX backends that work happens once, while tracing. On the PyTorch backend
 it happens in every step, eagerly: 45-230 microseconds per layer on a CPU against about 10 for a
-PyTorch module, about 16 ms of a 138 ms ResNet-18 training step on two cores (BENCHMARKS.md).
+PyTorch module (BENCHMARKS.md, "Without Keras' per-layer work on PyTorch").
 
 `plan(model)` decides once whether a model can skip it: every layer must be one of `RUNNABLE`, whose
 `call` needs nothing `__call__` provides when the inputs are float32 tensors without masks, with a
@@ -142,6 +142,6 @@ def run(graph: Plan, inputs, training) -> object:
         argument = [values[i] for i in source] if is_list else values[source]
         values[target] = call(argument, training=training) if takes_training else call(argument)
     outputs = [values[i] for i in graph.outputs]
-    if len(outputs) == 1 and not isinstance(graph.structure, (list, tuple, dict)):
-        return outputs[0]
+    if len(outputs) == 1 and not isinstance(graph.structure, dict):
+        return outputs[0]  # a one-element list or tuple too: Keras' functional call unpacks it
     return keras.tree.pack_sequence_as(graph.structure, outputs)

@@ -52,7 +52,9 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     multi-head attention, 1 is multi-query attention).
 
     The attention itself is `keras.ops.dot_product_attention` (the backend's fused kernel where it has
-    one), except when attention weights are dropped in training.
+    one), except when attention weights are dropped in training, and for a single query step on
+    TensorFlow (a decode step; the backend of the exported files), which sums products in the cache's
+    own layout instead of transposing the cache (`_attend_one_query`), in float32.
 
     Args:
         num_heads: query heads.

@@ -30,6 +30,7 @@ WORKER = textwrap.dedent("""
     import keras, numpy as np, torch
     import keras_models
     from keras_models import graph_runner
+    from keras.src.models.functional import Functional
     from keras_models.checks import CheckedModel
     from keras_models.layers import AveragePooling2D, MaxPooling2D
 
@@ -168,6 +169,21 @@ WORKER = textwrap.dedent("""
     result["plans"] = {name: graph_runner.plan(m) is not None for name, m in
                        [("embedding", embedding_model), ("activity_regularizer", regularized),
                         ("mixed_bfloat16", mixed), ("dense", plain)]}
+    # Output structures as Keras' functional call returns them: a one-element list or tuple unpacked.
+    structures = {}
+    inputs = keras.Input((4,))
+    first, second = keras.layers.Dense(2)(inputs), keras.layers.Dense(3)(inputs)
+    x = rng.normal(size=(5, 4)).astype("float32")
+    for name, outputs in [("tensor", first), ("list_of_one", [first]), ("tuple_of_one", (first,)),
+                          ("list", [first, second]), ("dict", {"a": first, "b": second})]:
+        model = CheckedModel(inputs, outputs)
+        ours = model(x)
+        theirs = Functional.call(model, torch.tensor(x))  # Keras' own functional call
+        pairs = zip(keras.tree.flatten(ours), keras.tree.flatten(theirs))
+        structures[name] = {"plan": graph_runner.plan(model) is not None,
+                            "types": [type(ours).__name__, type(theirs).__name__],
+                            "equal": max(relative(a, b) for a, b in pairs) == 0.0}
+    result["structures"] = structures
     # Quantized after its plan was made: back to Keras' path, which computes with the int8 kernels.
     x = rng.normal(size=(8, 4)).astype("float32")
     plain(x)
@@ -232,6 +248,16 @@ def test_keras_path_where_the_runner_cannot_follow(torch_result):
                                      "dense": True}
     quantized = torch_result["quantized"]
     assert not quantized["plan"] and "int8" in quantized["kernel_dtype"]
+
+
+def test_outputs_keep_the_structure_keras_returns(torch_result):
+    structures = torch_result["structures"]
+    for name, run in structures.items():
+        assert run["plan"], name
+        ours, theirs = run["types"]
+        assert ours == theirs, (name, ours, theirs)
+        assert run["equal"], name
+    assert structures["list_of_one"]["types"][0] == "Tensor"  # unpacked, as Keras' functional call does
 
 
 def test_under_tensorflow_they_are_keras_layers_and_no_plan_runs():

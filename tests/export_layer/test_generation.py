@@ -283,8 +283,8 @@ def _cache_sized_inputs(kind, path, operators, cache_size):
 @pytest.mark.parametrize("kind", ["tflite", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_a_gpt_decode_step_neither_transposes_nor_slices_its_cache(kind, tmp_path):
     # A matmul over the keys transposed the whole cache every step, and indexing the keys out of the cache
-    # ran in TFLite's per-element strided-slice kernel: 4.3 ms of a 4-layer decode step where 0.8 ms
-    # remain without them (BENCHMARKS.md, GPT latency). The step reads the cache only where it must.
+    # ran in TFLite's per-element strided-slice kernel: 3.6 ms per step of a 4-layer model, 0.8 ms
+    # without them (BENCHMARKS.md, GPT latency). The step reads the cache only where it must.
     keras.utils.set_random_seed(6)
     model = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=16,
                                intermediate_dim=32, max_sequence_length=32, compile=False)

@@ -31,11 +31,15 @@ def test_builder_options_are_python_literals(script):
         script.builder_option("loss=hinge")
 
 
-def test_side_run_options_are_refused_for_the_translators(script, capsys):
+def test_side_run_options_are_refused_where_they_would_not_apply(script, capsys):
     with pytest.raises(SystemExit) as raised:
         script.main(["--variants", "pix2pix", "--epochs", "3"])
     assert raised.value.code == 2
     assert "sampled variants only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        script.main(["--judge", "saved", "--option", "style_mixing=0.5"])
+    assert raised.value.code == 2
+    assert "--judge only judges saved samples" in capsys.readouterr().err
 
 
 def test_a_side_run_reports_its_epochs_and_options_and_builds_with_them(script):

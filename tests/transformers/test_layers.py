@@ -146,6 +146,33 @@ def test_fused_attention_equals_the_explicit_softmax_with_mask_and_bias():
     np.testing.assert_allclose(_numpy(one), expected[:, :1], atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_a_one_query_step_with_grouped_heads_is_as_accurate_as_the_fused_attention(dtype):
+    # On TensorFlow one query step sums products in the cache's layout (`_attend_one_query`); Keras'
+    # fused attention is the reference for how close to exact a step must be at each precision.
+    attention = CachedMultiHeadAttention(num_heads=4, head_dim=8, num_key_value_heads=2, dtype=dtype)
+    attention(_x((1, 3, 16)))
+    compute = attention.compute_dtype
+    q, k, v = (keras.ops.cast(_x(shape, seed), compute) for shape, seed in
+               (((2, 1, 4, 8), 4), ((2, 9, 2, 8), 5), ((2, 9, 2, 8), 6)))
+    mask = np.ones((2, 1, 1, 9), bool)
+    mask[0, ..., 6:] = False  # cache slots not written yet
+    bias = _x((1, 4, 1, 9), seed=7)
+    step = attention._attend(q, k, v, mask, bias, False, training=False)
+    repeated_k, repeated_v = (keras.ops.repeat(t, 2, axis=2) for t in (k, v))
+    fused = keras.ops.dot_product_attention(q, repeated_k, repeated_v, bias=keras.ops.cast(bias, compute),
+                                            mask=mask)
+    q64, k64, v64 = (_numpy(keras.ops.cast(t, "float32")).astype(np.float64) for t in (q, repeated_k, repeated_v))
+    scores = np.einsum("bqhd,bkhd->bhqk", q64, k64) / np.sqrt(8.0) + bias
+    scores = np.where(mask, scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    exact = np.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), v64)
+    assert tuple(step.shape) == (2, 1, 4, 8) and keras.backend.standardize_dtype(step.dtype) == compute
+    error = np.abs(_numpy(keras.ops.cast(step, "float32")) - exact).max()
+    fused_error = np.abs(_numpy(keras.ops.cast(fused, "float32")) - exact).max()
+    assert error <= max(2 * fused_error, 1e-6), (error, fused_error)
+
+
 # -- positions --------------------------------------------------------------------------------------------
 
 def test_rotary_scores_depend_only_on_the_distance_between_positions():

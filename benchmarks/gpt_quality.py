@@ -63,7 +63,9 @@ ROOT = os.path.dirname(HERE)
 COMMAND = "python benchmarks/gpt_quality.py"
 PROMPT = "The "
 WORKERS = {"keras": "Keras gpt_causal_lm", "torch": "PyTorch GPT (written here)",
-           "lstm": "Keras rnn_language_model (LSTM)"}
+           "lstm": "Keras rnn_language_model (LSTM)",
+           # the comparison row: the same model with every layer through `Layer.__call__` (Keras' own call)
+           "keras_layer_calls": "Keras gpt_causal_lm, Keras' own functional call"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ class KerasWorker:
 
         config = self.config
         self.keras.utils.set_random_seed(seed)
-        if self.kind == "keras":
+        if self.kind in ("keras", "keras_layer_calls"):
             model = keras_models.build(
                 "gpt_causal_lm", vocabulary_size=config["vocabulary_size"], num_layers=config["layers"],
                 num_heads=config["heads"], hidden_dim=config["width"], intermediate_dim=4 * config["width"],
@@ -393,6 +395,10 @@ def worker(kind, config_path):
         initial = dict(np.load(config["initial_weights"])) if config.get("initial_weights") else None
         runner = TorchWorker(config, data, initial)
     else:
+        if kind == "keras_layer_calls":
+            from keras_models import graph_runner
+
+            graph_runner.plan = lambda model: None
         runner = KerasWorker(kind, config, data)
         if kind == "keras":
             np.savez(config["initial_weights_out"], **runner.initial_weights())
@@ -421,7 +427,8 @@ class Worker:
             json.dump(config, handle)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        env["KERAS_BACKEND"] = {"keras": keras_backend, "lstm": "tensorflow", "torch": "torch"}[kind]
+        env["KERAS_BACKEND"] = {"keras": keras_backend, "keras_layer_calls": keras_backend, "lstm": "tensorflow",
+                                "torch": "torch"}[kind]
         env.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
         self.kind = kind
         self.process = subprocess.Popen([sys.executable, __file__, "--worker", kind, path], stdin=subprocess.PIPE,
@@ -512,7 +519,8 @@ def run_timing(level, args, directory, log):
     seconds, loads = {kind: [] for kind in kinds}, []
     for round_index in range(args.repeats):
         loads.append(os.getloadavg()[0])
-        for kind in kinds:
+        shift = round_index % len(kinds)  # the order rotates: the first place in a round runs slower
+        for kind in kinds[shift:] + kinds[:shift]:
             seconds[kind].append(workers[kind].ask(f"train {args.steps}")["seconds"] / args.steps)
         log(f"  round {round_index + 1}: " + ", ".join(f"{k} {seconds[k][-1]:.3f} s/step" for k in kinds))
     loads.append(os.getloadavg()[0])
@@ -550,7 +558,7 @@ def parse(argv):
     parser.add_argument("--corpora", nargs="+", choices=("char", "bpe"), default=["char", "bpe"])
     parser.add_argument("--text", choices=tuple(TEXTS), default="help",
                         help="help: pydoc_data.topics (English prose); source: the standard library's modules")
-    parser.add_argument("--models", nargs="+", choices=tuple(WORKERS), default=list(WORKERS))
+    parser.add_argument("--models", nargs="+", choices=tuple(WORKERS), default=["keras", "torch", "lstm"])
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps (per round with --timing)")
     parser.add_argument("--evals", type=int, default=3, help="validation points over the steps")
     parser.add_argument("--timing", action="store_true", help="time rounds of --steps steps, no quality")

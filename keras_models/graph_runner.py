@@ -7,11 +7,14 @@ it happens in every step, eagerly: 45-230 microseconds per layer on a CPU agains
 PyTorch module (BENCHMARKS.md, "Without Keras' per-layer work on PyTorch").
 
 `plan(model)` decides once whether a model can skip it: every layer must be one of `RUNNABLE`, whose
-`call` needs nothing `__call__` provides when the inputs are float32 tensors without masks, with a
-float32 dtype policy and no activity regularizer (checked again at every call: `model.quantize`
-changes policies), and every node must take one tensor or one list of tensors. `run(plan, inputs,
-training)` then computes the same operators in the same order as Keras, except that a `ZeroPadding2D`
-feeding only a "valid" `Conv2D` becomes that convolution's own padding.
+`call` needs nothing `__call__` provides when the inputs are float32 or integer tensors without masks,
+or a functional model whose own graph has a plan (a backbone inside its task); each such layer and every
+layer inside it must have a float32 dtype policy and no activity regularizer (checked again at every
+call: `model.quantize` changes policies), and every node must take one tensor or one list of tensors,
+with constant keyword arguments at most (`reverse=True`). `run(plan, inputs, training)` then computes the
+same operators in the same order as Keras, except that a `ZeroPadding2D` feeding only a "valid" `Conv2D`
+becomes that convolution's own padding; while it runs, layers built from layers (`TransformerBlock`)
+call their sub-layers through `call` as well (`keras_models.layers.direct`).
 `keras_models.CheckedModel` uses it on PyTorch outside `torch.compile`; any other model, backend or
 call (a mask, other keyword arguments) takes Keras' own path.
 """
@@ -23,10 +26,14 @@ import inspect
 
 import keras
 
+from keras_models.layers import direct
 from keras_models.layers.batch_normalization import BatchNormalization
 from keras_models.layers.conv2d import Conv2D
 from keras_models.layers.layout import ChannelLayout
 from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
+from keras_models.layers.position_embedding import PositionEmbedding
+from keras_models.layers.reversible_embedding import ReversibleEmbedding
+from keras_models.layers.transformer_block import TransformerBlock
 
 # Layers whose `call` computes exactly what `__call__` would, given float32 tensors without masks. Exact
 # types: a subclass may override `call` or `__call__`.
@@ -34,8 +41,10 @@ RUNNABLE = frozenset({
     Conv2D, BatchNormalization, MaxPooling2D, AveragePooling2D, ChannelLayout,
     keras.layers.Activation, keras.layers.ReLU, keras.layers.Add, keras.layers.Concatenate,
     keras.layers.ZeroPadding2D, keras.layers.Dense, keras.layers.Dropout, keras.layers.Flatten,
-    keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.LayerNormalization,
+    ReversibleEmbedding, PositionEmbedding, TransformerBlock,
 })
+_INPUT_DTYPES = ("float32", "int32", "int64")
 
 _PLAN = "_keras_models_graph_plan"  # set with object.__setattr__: Keras would track a list of layers
 
@@ -57,8 +66,28 @@ class Plan:
 
 
 def _layer_runnable(layer) -> bool:
-    return (type(layer) in RUNNABLE and layer.built and layer.dtype_policy.name == "float32"
-            and getattr(layer, "activity_regularizer", None) is None)
+    """An allowed type (or a nested functional model with a plan), built, and it and every layer inside it
+    (a `TransformerBlock`'s attention and feed-forward, called through `layers.direct`) in float32 without
+    an activity regularizer."""
+    if _nested_functional(layer):
+        return plan(layer) is not None
+    return (type(layer) in RUNNABLE and layer.built
+            and all(inner.dtype_policy.name == "float32" and getattr(inner, "activity_regularizer", None) is None
+                    for inner in layer._flatten_layers()))
+
+
+def _nested_functional(layer) -> bool:
+    """A functional model used as a layer whose `call` is Functional's own (a backbone in its task)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(layer, Functional) and type(layer).call is Functional.call
+
+
+def _nested_call(model, graph):
+    def call(argument, training=None):
+        return run(graph, model._standardize_inputs(argument), training)
+
+    return call
 
 
 def _build_plan(model):
@@ -66,7 +95,7 @@ def _build_plan(model):
     if not nodes_by_depth or not model.inputs:
         return None
     slots = {id(tensor): index for index, tensor in enumerate(model.inputs)}
-    if any(tensor.dtype != "float32" for tensor in model.inputs):
+    if any(tensor.dtype not in _INPUT_DTYPES for tensor in model.inputs):
         return None
     steps = []
     for depth in sorted(nodes_by_depth, reverse=True):
@@ -74,8 +103,12 @@ def _build_plan(model):
             if not node.operation or node.is_input:
                 continue
             layer = node.operation
-            extra = node.arguments.kwargs  # Keras records `mask=None` for some layers
-            if not _layer_runnable(layer) or any(v is not None for v in extra.values()) or len(node.arguments.args) != 1:
+            # Keras records `mask=None` for some layers and the `training` of the call that built the graph,
+            # which the running call's replaces; other arguments must be constants (`reverse=True`).
+            constants = {key: value for key, value in node.arguments.kwargs.items()
+                         if value is not None and key not in ("training", "mask")}
+            if (not _layer_runnable(layer) or len(node.arguments.args) != 1
+                    or not all(isinstance(v, (bool, int, float, str)) for v in constants.values())):
                 return None
             if len(node.outputs) != 1 or any(id(x) not in slots for x in node.input_tensors):
                 return None
@@ -88,9 +121,13 @@ def _build_plan(model):
                 source, is_list = slots[id(argument)], False
             else:
                 return None
-            takes_training = "training" in inspect.signature(layer.call).parameters
+            if _nested_functional(layer):
+                call, takes_training = _nested_call(layer, plan(layer)), True
+            else:
+                call = functools.partial(layer.call, **constants) if constants else layer.call
+                takes_training = "training" in inspect.signature(layer.call).parameters
             slots[id(node.outputs[0])] = len(slots)
-            steps.append((layer, layer.call, takes_training, source, is_list, slots[id(node.outputs[0])]))
+            steps.append((layer, call, takes_training, source, is_list, slots[id(node.outputs[0])]))
     if any(id(x) not in slots for x in model.outputs):
         return None
     outputs = tuple(slots[id(x)] for x in model.outputs)
@@ -137,10 +174,11 @@ def plan(model):
 def run(graph: Plan, inputs, training) -> object:
     """Runs `graph` on a flat list of input tensors; `training` as the model's `call` received it."""
     training = bool(training)
-    values = list(inputs) + [None] * (graph.slots - graph.inputs)
-    for call, takes_training, source, is_list, target in graph.steps:
-        argument = [values[i] for i in source] if is_list else values[source]
-        values[target] = call(argument, training=training) if takes_training else call(argument)
+    values = list(keras.tree.flatten(inputs)) + [None] * (graph.slots - graph.inputs)
+    with direct.running_plan():  # composite layers call their sub-layers' `call` too (`layers.direct`)
+        for call, takes_training, source, is_list, target in graph.steps:
+            argument = [values[i] for i in source] if is_list else values[source]
+            values[target] = call(argument, training=training) if takes_training else call(argument)
     outputs = [values[i] for i in graph.outputs]
     if len(outputs) == 1 and not isinstance(graph.structure, dict):
         return outputs[0]  # a one-element list or tuple too: Keras' functional call unpacks it

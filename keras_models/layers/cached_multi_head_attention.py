@@ -12,6 +12,7 @@ from keras_models.checks import (
     check_rate,
 )
 from keras_models.layers.rotary_embedding import RotaryEmbedding
+from keras_models.layers import direct
 
 # Added to the scores of masked keys; finite, so a row with every key masked stays finite (uniform).
 _MASKED = -1e9
@@ -148,7 +149,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
              attention_bias=None, training=None):
         start = 0 if cache_index is None else cache_index
         batch = ops.shape(query)[0]
-        queries = self._heads(self.query_dense(query), batch, self.num_heads)  # (batch, query_length, heads, head_dim)
+        # (batch, query_length, heads, head_dim)
+        queries = self._heads(direct.call(self.query_dense, query), batch, self.num_heads)
         if self.rotary is not None:
             queries = self.rotary(queries, start_index=start)
         if cache is not None and cache_index is None:  # a cache read as it is: keys of an encoded source
@@ -156,8 +158,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         else:
             source = query if value is None else value
             # (batch, key_length, key_value_heads, head_dim)
-            keys = self._heads(self.key_dense(source), batch, self.key_value_heads)
-            values = self._heads(self.value_dense(source), batch, self.key_value_heads)
+            keys = self._heads(direct.call(self.key_dense, source), batch, self.key_value_heads)
+            values = self._heads(direct.call(self.value_dense, source), batch, self.key_value_heads)
             if self.rotary is not None:
                 keys = self.rotary(keys, start_index=start)
             new_cache = None
@@ -177,7 +179,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         attended = self._attend(queries, keys, values, mask, attention_bias, causal_only,
                                 training)  # (batch, query_length, heads, head_dim)
         steps = query.shape[1] if query.shape[1] is not None else -1
-        output = self.output_dense(ops.reshape(attended, (batch, steps, self.num_heads * self.head_dim)))
+        output = direct.call(self.output_dense, ops.reshape(attended, (batch, steps, self.num_heads * self.head_dim)))
         return output if cache is None else (output, new_cache)
 
     def _mask(self, queries, keys, attention_mask, causal, writing_cache, start):
@@ -231,7 +233,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             scores = scores + ops.cast(bias, "float32")
         if mask is not None:
             scores = ops.where(mask, scores, _MASKED)
-        weights = self.weights_dropout(ops.cast(ops.softmax(scores, axis=-1), values.dtype), training=training)
+        weights = ops.cast(ops.softmax(scores, axis=-1), values.dtype)
+        weights = direct.call(self.weights_dropout, weights, training=training)
         return ops.einsum("bhqk,bkhd->bqhd", weights, values)
 
     def get_config(self):

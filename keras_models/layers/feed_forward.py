@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_models.checks import check_choice, check_positive_int, check_rate
+from keras_models.layers import direct
 
 ACTIVATIONS = ("gelu", "relu", "swiglu", "geglu")
 
@@ -62,14 +63,14 @@ class FeedForward(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if self.activation == "swiglu":
-            hidden = ops.silu(self.gate(inputs)) * self.up(inputs)
+            hidden = ops.silu(direct.call(self.gate, inputs)) * direct.call(self.up, inputs)
         elif self.activation == "geglu":
-            hidden = ops.gelu(self.gate(inputs), approximate=True) * self.up(inputs)
+            hidden = ops.gelu(direct.call(self.gate, inputs), approximate=True) * direct.call(self.up, inputs)
         elif self.activation == "gelu":
-            hidden = ops.gelu(self.up(inputs), approximate=True)
+            hidden = ops.gelu(direct.call(self.up, inputs), approximate=True)
         else:
-            hidden = ops.relu(self.up(inputs))
-        return self.output_dropout(self.down(hidden), training=training)  # (..., width)
+            hidden = ops.relu(direct.call(self.up, inputs))
+        return direct.call(self.output_dropout, direct.call(self.down, hidden), training=training)  # (..., width)
 
     def compute_output_shape(self, input_shape):
         return input_shape

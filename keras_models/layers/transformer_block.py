@@ -14,6 +14,7 @@ from keras_models.checks import (
 from keras_models.layers.cached_multi_head_attention import CachedMultiHeadAttention
 from keras_models.layers.feed_forward import ACTIVATIONS, FeedForward
 from keras_models.layers.rms_norm import RMSNorm
+from keras_models.layers import direct
 
 NORMALIZATIONS = ("layer_norm", "rms_norm")
 
@@ -124,18 +125,18 @@ class TransformerBlock(keras.layers.Layer):
         if padding_mask is not None:  # (batch, 1, key_length): every query sees the same keys
             attention_mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, "bool"), 1)
         x = inputs
-        branch = self.attention_norm(x) if self.norm_first else x
-        branch = self.attention(branch, attention_mask=attention_mask, use_causal_mask=self.causal, cache=cache,
-                                cache_index=cache_index, attention_bias=attention_bias, training=training)
+        branch = direct.call(self.attention_norm, x) if self.norm_first else x
+        branch = direct.call(self.attention, branch, attention_mask=attention_mask, use_causal_mask=self.causal,
+                             cache=cache, cache_index=cache_index, attention_bias=attention_bias, training=training)
         if cache is not None:
             branch, cache = branch
-        x = x + self.attention_dropout(branch, training=training)
+        x = x + direct.call(self.attention_dropout, branch, training=training)
         if not self.norm_first:
-            x = self.attention_norm(x)
-        branch = self.feed_forward_norm(x) if self.norm_first else x
-        x = x + self.feed_forward(branch, training=training)
+            x = direct.call(self.attention_norm, x)
+        branch = direct.call(self.feed_forward_norm, x) if self.norm_first else x
+        x = x + direct.call(self.feed_forward, branch, training=training)
         if not self.norm_first:
-            x = self.feed_forward_norm(x)
+            x = direct.call(self.feed_forward_norm, x)
         return x if cache is None else (x, cache)
 
     def get_config(self):

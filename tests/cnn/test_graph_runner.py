@@ -122,6 +122,42 @@ WORKER = textwrap.dedent("""
             "pads": [ours[3], theirs[3]], "pad_layers": layers.count("ZeroPadding2D"),
         }
 
+    # Transformers: the GPT task (integer token ids, its backbone a nested functional model, the blocks'
+    # sub-layers called through `layers.direct`) against Keras' path, counting `Layer.__call__`.
+    calls = [0]
+    keras_call = keras.layers.Layer.__call__
+
+    def counted_call(self, *args, **kwargs):
+        calls[0] += 1
+        return keras_call(self, *args, **kwargs)
+
+    keras.layers.Layer.__call__ = counted_call
+    transformers = {}
+    for dropout in (0.0, 0.1):
+        keras.utils.set_random_seed(6)
+        gpt = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=2, num_heads=4, hidden_dim=32,
+                                 intermediate_dim=64, max_sequence_length=16, dropout=dropout, compile=False)
+        tokens = rng.integers(0, 40, size=(3, 16)).astype("int32")
+        entry = {"plan": graph_runner.plan(gpt) is not None}
+        for runner in (True, False):
+            calls[0] = 0
+            keras.utils.set_random_seed(7)  # the same dropout masks on both paths
+            entry["runner" if runner else "keras"] = one_step(gpt, tokens, runner)
+            entry["calls_runner" if runner else "calls_keras"] = calls[0]
+        ours, theirs = entry.pop("runner"), entry.pop("keras")
+        entry["output"] = relative(ours[0], theirs[0])
+        # against the largest gradient of the model: the key projections' biases have a gradient of zero
+        # in exact arithmetic (a softmax ignores what is added to every score of a query), so theirs are
+        # rounding noise on both paths
+        scale = max(float(np.abs(numpy(b)).max()) for b in theirs[1])
+        entry["grad"] = max(float(np.abs(numpy(a) - numpy(b)).max()) for a, b in zip(ours[1], theirs[1])) / scale
+        transformers[f"gpt_dropout_{dropout}"] = entry
+    keras.layers.Layer.__call__ = keras_call
+    bert = keras_models.build("bert_classifier", vocabulary_size=40, num_classes=2, num_layers=1, num_heads=2,
+                              hidden_dim=16, intermediate_dim=32, max_sequence_length=16, compile=False)
+    transformers["bert_plan"] = graph_runner.plan(bert) is not None  # a padding-mask input: Keras' path
+    result["transformers"] = transformers
+
     # fit: three steps through the runner and through Keras' path, from the same weights.
     losses = {}
     for runner in (True, False):
@@ -230,6 +266,16 @@ def test_builders_run_through_the_plan_as_keras_does(torch_result, name):
         assert (theirs, ours) == (5, 1)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_gpt_runs_through_the_plan_as_keras_does(torch_result, dropout):
+    run = torch_result["transformers"][f"gpt_dropout_{dropout}"]
+    assert run["plan"]
+    # Only the model's own `Layer.__call__`: the backbone, its blocks and their attention, feed-forward,
+    # normalization and dropout sub-layers run through `call` (Keras' path: one per layer and sub-layer).
+    assert run["calls_runner"] == 1 and run["calls_keras"] > 30
+    assert run["output"] <= 1e-6 and run["grad"] <= 1e-5
+
+
 def test_fit_through_the_plan_equals_keras(torch_result):
     fit = torch_result["fit"]
     assert fit["runner_used"] and not fit["keras_used"]
@@ -246,6 +292,7 @@ def test_stateless_call_leaves_the_variables_alone(torch_result):
 def test_keras_path_where_the_runner_cannot_follow(torch_result):
     assert torch_result["plans"] == {"embedding": False, "activity_regularizer": False, "mixed_bfloat16": False,
                                      "dense": True}
+    assert not torch_result["transformers"]["bert_plan"]
     quantized = torch_result["quantized"]
     assert not quantized["plan"] and "int8" in quantized["kernel_dtype"]
 

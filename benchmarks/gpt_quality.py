@@ -400,7 +400,7 @@ def worker(kind, config_path):
 
             graph_runner.plan = lambda model: None
         runner = KerasWorker(kind, config, data)
-        if kind == "keras":
+        if kind in ("keras", "keras_layer_calls"):  # the same seeded weights; the PyTorch model starts from them
             np.savez(config["initial_weights_out"], **runner.initial_weights())
     print(json.dumps({"ready": runner.facts}), flush=True)
     for line in sys.stdin:

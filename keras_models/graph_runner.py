@@ -65,15 +65,19 @@ class Plan:
         return all(_layer_runnable(layer) for layer in self.layers)
 
 
+def _plain(layer) -> bool:
+    """Nothing `Layer.__call__` would add: a float32 policy, no activity regularizer, no rematerialization
+    (`keras.RematScope`)."""
+    return (layer.dtype_policy.name == "float32" and getattr(layer, "activity_regularizer", None) is None
+            and getattr(layer, "_remat_mode", None) is None)
+
+
 def _layer_runnable(layer) -> bool:
     """An allowed type (or a nested functional model with a plan), built, and it and every layer inside it
-    (a `TransformerBlock`'s attention and feed-forward, called through `layers.direct`) in float32 without
-    an activity regularizer."""
+    (a `TransformerBlock`'s attention and feed-forward, called through `layers.direct`) plain (`_plain`)."""
     if _nested_functional(layer):
-        return plan(layer) is not None
-    return (type(layer) in RUNNABLE and layer.built
-            and all(inner.dtype_policy.name == "float32" and getattr(inner, "activity_regularizer", None) is None
-                    for inner in layer._flatten_layers()))
+        return _plain(layer) and plan(layer) is not None
+    return type(layer) in RUNNABLE and layer.built and all(_plain(inner) for inner in layer._flatten_layers())
 
 
 def _nested_functional(layer) -> bool:
@@ -103,9 +107,13 @@ def _build_plan(model):
             if not node.operation or node.is_input:
                 continue
             layer = node.operation
-            # Keras records `mask=None` for some layers and the `training` of the call that built the graph,
-            # which the running call's replaces; other arguments must be constants (`reverse=True`).
-            constants = {key: value for key, value in node.arguments.kwargs.items()
+            # Keras records `mask=None` for some layers, and the `training` the graph was built with: False
+            # (or None) gives way to the running call's, as in Keras; a recorded True (dropout kept on at
+            # inference) and any mask take Keras' path. Other arguments must be constants (`reverse=True`).
+            recorded = node.arguments.kwargs
+            if recorded.get("training") not in (None, False) or recorded.get("mask") is not None:
+                return None
+            constants = {key: value for key, value in recorded.items()
                          if value is not None and key not in ("training", "mask")}
             if (not _layer_runnable(layer) or len(node.arguments.args) != 1
                     or not all(isinstance(v, (bool, int, float, str)) for v in constants.values())):

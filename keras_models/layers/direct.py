@@ -5,8 +5,8 @@ through `direct.call(layer, ...)`. Outside a plan that is `layer(...)`. Inside o
 after the plan has checked that every nested layer computes in float32 without activity regularizers),
 a sub-layer of a type in `_direct_types` is called through its `call`, skipping the per-call work
 `__call__` does in every eager step (argument conversion, `training` resolution, masks, scopes). The
-composite layers pass `training` to every sub-layer that takes it, so nothing is left for `__call__`
-to resolve. A `Dense` sub-layer runs as one PyTorch `linear` with its bias inside.
+composite layers pass `training` to every sub-layer whose behaviour depends on it (dropout,
+attention, feed-forward), so nothing is left for `__call__` to resolve. A `Dense` sub-layer runs as one PyTorch `linear` with its bias inside.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ WORKER = textwrap.dedent("""
                [numpy(v).copy() for v in model.non_trainable_variables], pads[0])
         for variable, value in zip(model.variables, state):
             variable.assign(value)
-        model.zero_grad()
+        for variable in model.trainable_variables:  # model.zero_grad() misses variables added later (LoRA)
+            variable.value.grad = None
         return out
 
     # Builders: a plan for each, and a step through it equal to Keras' path.
@@ -152,7 +153,24 @@ WORKER = textwrap.dedent("""
         scale = max(float(np.abs(numpy(b)).max()) for b in theirs[1])
         entry["grad"] = max(float(np.abs(numpy(a) - numpy(b)).max()) for a, b in zip(ours[1], theirs[1])) / scale
         transformers[f"gpt_dropout_{dropout}"] = entry
+    # LoRA on a projection inside a block: the direct path goes through `Dense.call`, equal to Keras'.
+    keras.utils.set_random_seed(6)
+    gpt = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=1, num_heads=4, hidden_dim=32,
+                             intermediate_dim=64, max_sequence_length=16, dropout=0.0, compile=False)
+    gpt.backbone.transformer_layers[0].attention.query_dense.enable_lora(2)
+    tokens = rng.integers(0, 40, size=(3, 16)).astype("int64")  # int64 ids, converted as Keras converts them
+    ours, theirs = one_step(gpt, tokens, True), one_step(gpt, tokens, False)
+    scale = max(float(np.abs(numpy(b)).max()) for b in theirs[1])
+    transformers["gpt_lora"] = {"output": relative(ours[0], theirs[0]),
+                                "grad": max(float(np.abs(numpy(a) - numpy(b)).max())
+                                            for a, b in zip(ours[1], theirs[1])) / scale}
     keras.layers.Layer.__call__ = keras_call
+    keras.utils.set_random_seed(6)
+    gpt = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=1, num_heads=4, hidden_dim=32,
+                             intermediate_dim=64, max_sequence_length=16, dropout=0.0, compile=False)
+    before = graph_runner.plan(gpt) is not None
+    gpt.quantize("int8")
+    transformers["gpt_quantized_plan"] = [before, graph_runner.plan(gpt) is not None]
     bert = keras_models.build("bert_classifier", vocabulary_size=40, num_classes=2, num_layers=1, num_heads=2,
                               hidden_dim=16, intermediate_dim=32, max_sequence_length=16, compile=False)
     transformers["bert_plan"] = graph_runner.plan(bert) is not None  # a padding-mask input: Keras' path
@@ -202,9 +220,20 @@ WORKER = textwrap.dedent("""
     mixed = CheckedModel(inputs, keras.layers.Dense(2, dtype="mixed_bfloat16")(inputs))
     inputs = keras.Input((4,))
     plain = CheckedModel(inputs, keras.layers.Dense(2)(keras.layers.Dense(3)(inputs)))
+    inputs = keras.Input((4,))
+    always_dropping = CheckedModel(inputs, keras.layers.Dropout(0.5)(keras.layers.Dense(3)(inputs), training=True))
+    inputs = keras.Input((4,))
+    built_for_inference = CheckedModel(inputs, keras.layers.Dropout(0.5)(keras.layers.Dense(3)(inputs),
+                                                                           training=False))
+    features, weights = keras.Input((3, 4)), keras.Input((3,), dtype="bool")
+    masked = CheckedModel([features, weights], keras.layers.BatchNormalization()(features, mask=weights))
     result["plans"] = {name: graph_runner.plan(m) is not None for name, m in
                        [("embedding", embedding_model), ("activity_regularizer", regularized),
-                        ("mixed_bfloat16", mixed), ("dense", plain)]}
+                        ("mixed_bfloat16", mixed), ("dense", plain), ("dropout_training_true", always_dropping),
+                        ("dropout_training_false", built_for_inference), ("mask_argument", masked)]}
+    # A recorded `training=False` gives way to the call's, as in Keras: dropout on when training.
+    x = rng.normal(size=(64, 4)).astype("float32")
+    result["recorded_false_drops"] = bool((numpy(built_for_inference(x, training=True)) == 0).any())
     # Output structures as Keras' functional call returns them: a one-element list or tuple unpacked.
     structures = {}
     inputs = keras.Input((4,))
@@ -276,6 +305,11 @@ def test_gpt_runs_through_the_plan_as_keras_does(torch_result, dropout):
     assert run["output"] <= 1e-6 and run["grad"] <= 1e-5
 
 
+def test_gpt_with_lora_inside_a_block_runs_as_keras_does(torch_result):
+    run = torch_result["transformers"]["gpt_lora"]
+    assert run["output"] <= 1e-6 and run["grad"] <= 1e-5
+
+
 def test_fit_through_the_plan_equals_keras(torch_result):
     fit = torch_result["fit"]
     assert fit["runner_used"] and not fit["keras_used"]
@@ -290,9 +324,17 @@ def test_stateless_call_leaves_the_variables_alone(torch_result):
 
 
 def test_keras_path_where_the_runner_cannot_follow(torch_result):
-    assert torch_result["plans"] == {"embedding": False, "activity_regularizer": False, "mixed_bfloat16": False,
-                                     "dense": True}
+    assert {name: torch_result["plans"][name] for name in ("embedding", "activity_regularizer", "mixed_bfloat16",
+                                                           "dense")} == {"embedding": False, "activity_regularizer": False,
+                                                                         "mixed_bfloat16": False, "dense": True}
     assert not torch_result["transformers"]["bert_plan"]
+    # Dropout recorded as always on, or a mask passed as an argument: Keras' path. A recorded
+    # `training=False` runs through the plan and gives way to the call's `training`, as in Keras.
+    plans = torch_result["plans"]
+    assert not plans["dropout_training_true"] and not plans["mask_argument"] and plans["dropout_training_false"]
+    assert torch_result["recorded_false_drops"]
+    # A GPT quantized after its plan was made takes Keras' path (its projections compute in int8).
+    assert torch_result["transformers"]["gpt_quantized_plan"] == [True, False]
     quantized = torch_result["quantized"]
     assert not quantized["plan"] and "int8" in quantized["kernel_dtype"]
 

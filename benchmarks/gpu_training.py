@@ -25,7 +25,7 @@ Groups (each runs on its own, so that only its workers hold GPU memory):
 
 Every configuration runs in its own worker process. The workers of a group are started and warmed up one
 at a time (XLA compilation and `torch.compile` excluded), then timed in alternation, `--rounds` rounds of
-A, B, C, ...; medians are reported. A Keras round is one `fit` call of three epochs over `--steps`
+A, B, C, ... with the order rotated each round (B, C, A; ...); medians are reported. A Keras round is one `fit` call of three epochs over `--steps`
 batches, timed from the start of its second epoch to its return (a copy of the arrays to the device and
 Keras' set-up happen once per `fit`, before the first epoch); a PyTorch round is two epochs of `--steps`
 steps, synchronised at the end.
@@ -541,7 +541,9 @@ def run_group(group, names, steps, rounds, small, peak):
             workers.pop(name, None)
     rounds_seen = {name: [] for name in workers}
     for round_index in range(rounds):
-        for name in list(workers):
+        names_now = list(workers)
+        shift = round_index % max(len(names_now), 1)  # the order rotates: the first place in a round runs slower
+        for name in names_now[shift:] + names_now[:shift]:
             try:
                 workers[name].stdin.write("run\n")
                 workers[name].stdin.flush()

@@ -190,29 +190,26 @@ class CheckedModel(keras.Model):
         return super().evaluate(x, y, *args, **kwargs)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
-        if mask is None and not kwargs and keras.backend.backend() == "torch":
+        from keras_models.layers.conv2d import eager_torch
+
+        if mask is None and not kwargs and eager_torch():
             # Eagerly on PyTorch, each layer's `call` directly where the graph allows it
             # (`keras_models.graph_runner`): the same operators without `Layer.__call__`'s per-layer work.
-            import torch
-
             from keras_models import graph_runner
 
             graph = graph_runner.plan(self)
-            if graph is not None and not torch.compiler.is_compiling():
+            if graph is not None:
                 return graph_runner.run(graph, self._standardize_inputs(inputs), training)
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
     def _match_optimizer_layout(self):
         """On PyTorch, eagerly: optimizer slots in the memory layout of the variables they follow
         (`layers.Conv2D`), once per optimizer, before its first update."""
-        if keras.backend.backend() != "torch" or getattr(self, "_layout_matched", None) == id(self.optimizer):
+        from keras_models.layers.conv2d import eager_torch, match_optimizer_layout
+
+        # Under torch.compile it was done by make_train_function before compiling (it is not traceable).
+        if not eager_torch() or getattr(self, "_layout_matched", None) == id(self.optimizer):
             return
-        import torch
-
-        if torch.compiler.is_compiling():
-            return  # done by make_train_function before compiling; not traceable
-        from keras_models.layers.conv2d import match_optimizer_layout
-
         match_optimizer_layout(self)
         self._layout_matched = id(self.optimizer)  # an id: an attribute holding the optimizer would be saved
 

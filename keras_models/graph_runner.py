@@ -51,7 +51,8 @@ _PLAN = "_keras_models_graph_plan"  # set with object.__setattr__: Keras would t
 
 class Plan:
     """The steps of a functional graph, each (call, takes `training`, input slots or slot, is a list,
-    output slot); the number of model inputs, of value slots, the output slots and their structure."""
+    output slot); the number of model inputs, of value slots, the output slots and their structure; and
+    every layer the steps run, sub-layers and nested models' layers included, flat (`layers`)."""
 
     __slots__ = ("steps", "inputs", "slots", "outputs", "structure", "layers")
 
@@ -60,9 +61,10 @@ class Plan:
         self.layers = layers
 
     def still_runnable(self) -> bool:
-        """False once a layer's dtype policy or activity regularizer has changed since planning
-        (`model.quantize(...)` sets quantized policies)."""
-        return all(_layer_runnable(layer) for layer in self.layers)
+        """False once a layer's dtype policy, activity regularizer or rematerialization has changed since
+        planning (`model.quantize(...)` sets quantized policies). Types and structure do not change, so
+        this checks only `_plain` on the flat list: it runs on every call."""
+        return all(_plain(layer) for layer in self.layers)
 
 
 def _plain(layer) -> bool:
@@ -139,9 +141,12 @@ def _build_plan(model):
     if any(id(x) not in slots for x in model.outputs):
         return None
     outputs = tuple(slots[id(x)] for x in model.outputs)
-    layers = tuple({id(step[0]): step[0] for step in steps}.values())
+    layers = {}
+    for layer in (step[0] for step in steps):
+        inner = (layer, *plan(layer).layers) if _nested_functional(layer) else tuple(layer._flatten_layers())
+        layers.update((id(each), each) for each in inner)
     return Plan(_fuse_padding(steps, outputs), len(model.inputs), len(slots), outputs, model._outputs_struct,
-                layers)
+                tuple(layers.values()))
 
 
 def _fuse_padding(steps, outputs):

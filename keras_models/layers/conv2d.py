@@ -15,6 +15,17 @@ def _same_padding(size, kernel, stride, dilation):
     return total // 2, total - total // 2
 
 
+def eager_torch() -> bool:
+    """On the PyTorch backend and not inside `torch.compile`: where the library's own PyTorch paths run.
+    Under `torch.compile` (`jit_compile=True`) Keras' paths run: the compiler plans its own layouts, and its
+    dynamic shapes do not trace channels-last views."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling()
+
+
 def _strides(shape, order):
     """The strides of a tensor of `shape` laid out in memory in `order` (slowest dimension first)."""
     strides, step = [0] * len(shape), 1
@@ -98,17 +109,8 @@ class Conv2D(keras.layers.Conv2D):
             order = (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1)
             _restride(kernel, _strides(kernel.shape, order))
 
-    def _torch_path(self) -> bool:
-        if keras.backend.backend() != "torch":
-            return False
-        import torch
-
-        # Under torch.compile (`jit_compile=True`) Keras' path: the compiler plans its own layouts, and its
-        # dynamic shapes do not trace channels-last views.
-        return not torch.compiler.is_compiling()
-
     def call(self, inputs):
-        if not self._torch_path():
+        if not eager_torch():
             return super().call(inputs)
         return self.call_padded(inputs, (0, 0))
 
@@ -116,7 +118,7 @@ class Conv2D(keras.layers.Conv2D):
         """`call` on `inputs` zero-padded by `padding = (rows, columns)` on both sides of each axis, the
         padding done inside the convolution (PyTorch path only; `graph_runner` fuses a `ZeroPadding2D`
         into the convolution after it). The bias is added by the convolution too, as PyTorch's modules do."""
-        if not self._torch_path():
+        if not eager_torch():
             rows, columns = padding
             pads = ((0, 0), (rows, rows), (columns, columns), (0, 0)) if self.data_format == "channels_last" \
                 else ((0, 0), (0, 0), (rows, rows), (columns, columns))
@@ -125,7 +127,7 @@ class Conv2D(keras.layers.Conv2D):
         return y if self.activation is None else self.activation(y)
 
     def convolution_op(self, inputs, kernel):
-        if not self._torch_path():
+        if not eager_torch():
             return super().convolution_op(inputs, kernel)
         return self._torch_convolution(inputs, kernel, (0, 0), None)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_models.layers.conv2d import _same_padding
+from keras_models.layers.conv2d import _same_padding, eager_torch
 
 _PACKAGE = "keras_models"
 
@@ -14,16 +14,17 @@ _PACKAGE = "keras_models"
 class _TorchPooling:
     """The PyTorch path shared by the two pooling layers (mixed in before Keras' layer)."""
 
+    def call(self, inputs):
+        pooled = self._torch_pool(inputs)
+        return super().call(inputs) if pooled is None else pooled
+
     def _torch_pool(self, inputs):
         """PyTorch's pooling on a view of `inputs`, or None where Keras' own path must run (other
         backends, `torch.compile`, "same" padding that needs more pixels after than before)."""
-        if keras.backend.backend() != "torch":
+        if not eager_torch():
             return None
-        import torch
         import torch.nn.functional as F
 
-        if torch.compiler.is_compiling():
-            return None
         x = ops.convert_to_tensor(inputs)
         channels_last = self.data_format == "channels_last"
         x = x.permute(0, 3, 1, 2) if channels_last else x  # (b, c, h, w); a view, in channels-last memory
@@ -56,16 +57,8 @@ class MaxPooling2D(_TorchPooling, keras.layers.MaxPooling2D):
     places unevenly, it is Keras' layer.
     """
 
-    def call(self, inputs):
-        pooled = self._torch_pool(inputs)
-        return super().call(inputs) if pooled is None else pooled
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AveragePooling2D(_TorchPooling, keras.layers.AveragePooling2D):
     """`keras.layers.AveragePooling2D`: the same arguments, outputs and files, without copies on PyTorch
     (see `MaxPooling2D`)."""
-
-    def call(self, inputs):
-        pooled = self._torch_pool(inputs)
-        return super().call(inputs) if pooled is None else pooled

@@ -132,6 +132,13 @@ WORKER = textwrap.dedent("""
         calls[0] += 1
         return keras_call(self, *args, **kwargs)
 
+    def gradient_gap(ours, theirs):
+        # Against the largest gradient of the model: the key projections' biases have a gradient of zero
+        # in exact arithmetic (a softmax ignores what is added to every score of a query), so theirs are
+        # rounding noise on both paths.
+        scale = max(float(np.abs(numpy(b)).max()) for b in theirs)
+        return max(float(np.abs(numpy(a) - numpy(b)).max()) for a, b in zip(ours, theirs)) / scale
+
     keras.layers.Layer.__call__ = counted_call
     transformers = {}
     for dropout in (0.0, 0.1):
@@ -147,11 +154,7 @@ WORKER = textwrap.dedent("""
             entry["calls_runner" if runner else "calls_keras"] = calls[0]
         ours, theirs = entry.pop("runner"), entry.pop("keras")
         entry["output"] = relative(ours[0], theirs[0])
-        # against the largest gradient of the model: the key projections' biases have a gradient of zero
-        # in exact arithmetic (a softmax ignores what is added to every score of a query), so theirs are
-        # rounding noise on both paths
-        scale = max(float(np.abs(numpy(b)).max()) for b in theirs[1])
-        entry["grad"] = max(float(np.abs(numpy(a) - numpy(b)).max()) for a, b in zip(ours[1], theirs[1])) / scale
+        entry["grad"] = gradient_gap(ours[1], theirs[1])
         transformers[f"gpt_dropout_{dropout}"] = entry
     # LoRA on a projection inside a block: the direct path goes through `Dense.call`, equal to Keras'.
     keras.utils.set_random_seed(6)
@@ -160,10 +163,7 @@ WORKER = textwrap.dedent("""
     gpt.backbone.transformer_layers[0].attention.query_dense.enable_lora(2)
     tokens = rng.integers(0, 40, size=(3, 16)).astype("int64")  # int64 ids, converted as Keras converts them
     ours, theirs = one_step(gpt, tokens, True), one_step(gpt, tokens, False)
-    scale = max(float(np.abs(numpy(b)).max()) for b in theirs[1])
-    transformers["gpt_lora"] = {"output": relative(ours[0], theirs[0]),
-                                "grad": max(float(np.abs(numpy(a) - numpy(b)).max())
-                                            for a, b in zip(ours[1], theirs[1])) / scale}
+    transformers["gpt_lora"] = {"output": relative(ours[0], theirs[0]), "grad": gradient_gap(ours[1], theirs[1])}
     keras.layers.Layer.__call__ = keras_call
     keras.utils.set_random_seed(6)
     gpt = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=1, num_heads=4, hidden_dim=32,

@@ -11,6 +11,7 @@ import os as _os
 # before the library imports TensorFlow, on every backend.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_models import losses, optimizers
 from keras_models.optimizer_group import OptimizerGroup
 from keras_models.registry import ModelInfo, build, get_model_info, list_models, register_model
 from keras_models.training import (

@@ -216,7 +216,7 @@ def check_jit_compile_kept(model: keras.Model, requested: bool) -> None:
 def compile_model(
     model: keras.Model,
     *,
-    optimizer="adam",
+    optimizer=None,
     loss=None,
     metrics=None,
     jit_compile: bool | None = None,
@@ -227,7 +227,9 @@ def compile_model(
 
     Args:
         model: the Keras model to compile.
-        optimizer, loss, metrics: as for `keras.Model.compile`.
+        optimizer: as for `keras.Model.compile`; `None` for `keras_models.optimizers.Adam()` (Keras'
+            Adam with its defaults, one fused update per step eagerly on PyTorch).
+        loss, metrics: as for `keras.Model.compile`.
         jit_compile: `True` or `False` to force a compiled step on or off; `None` for the default of
             `family` on this backend and device (`default_jit_compile`).
         family: the model family, used for the default.
@@ -236,6 +238,10 @@ def compile_model(
     Raises:
         XLACompileError: `jit_compile=True` was asked for and Keras would silently run without it.
     """
+    if optimizer is None:
+        from keras_models.optimizers import Adam
+
+        optimizer = Adam()
     requested = resolve_jit_compile(
         model, jit_compile, family, run_eagerly=bool(compile_kwargs.get("run_eagerly"))
     )

@@ -13,6 +13,7 @@ import math
 
 import keras
 
+from keras_models import optimizers
 from keras_models.registry import register_model
 from keras_models.training import compile_model
 
@@ -100,7 +101,7 @@ def _svm(features_fn, input_shape, num_classes, name, l2, learning_rate, compile
     if compile:
         compile_model(
             model,
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=optimizers.Adam(learning_rate),
             loss=MulticlassHinge(),
             metrics=["sparse_categorical_accuracy"],
             jit_compile=jit_compile,

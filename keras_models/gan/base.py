@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models import gradients
+from keras_models import gradients, optimizers
 from keras_models.gan import losses
 from keras_models.generative import ImageGenerativeModel
 from keras_models.optimizer_group import OptimizerGroup
@@ -181,7 +181,7 @@ class GAN(ImageGenerativeModel):
     @staticmethod
     def _optimizer(value, arg):
         if value is None:
-            return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+            return optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
         try:
             optimizer = keras.optimizers.get(value)
         except ValueError as error:

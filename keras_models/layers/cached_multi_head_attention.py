@@ -143,7 +143,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         """`(batch, steps, heads * head_dim)` -> `(batch, steps, heads, head_dim)`. The batch is read from
         the layer's input: ONNX converters may rewrite a projection's output into a 2-D matmul."""
         steps = x.shape[1] if x.shape[1] is not None else -1  # kept static where known (one decode step)
-        return ops.reshape(x, (batch, steps, heads, self.head_dim))
+        return direct.reshape(x, (batch, steps, heads, self.head_dim))
 
     def call(self, query, value=None, attention_mask=None, use_causal_mask=False, cache=None, cache_index=None,
              attention_bias=None, training=None):
@@ -179,7 +179,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         attended = self._attend(queries, keys, values, mask, attention_bias, causal_only,
                                 training)  # (batch, query_length, heads, head_dim)
         steps = query.shape[1] if query.shape[1] is not None else -1
-        output = direct.call(self.output_dense, ops.reshape(attended, (batch, steps, self.num_heads * self.head_dim)))
+        output = direct.call(self.output_dense, direct.reshape(attended, (batch, steps, self.num_heads * self.head_dim)))
         return output if cache is None else (output, new_cache)
 
     def _mask(self, queries, keys, attention_mask, causal, writing_cache, start):
@@ -207,6 +207,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         if bias is not None and mask is not None:  # PyTorch's fused attention takes one of them: fold the mask in
             bias = ops.where(mask, ops.cast(bias, "float32"), _MASKED)
             mask = None
+        if bias is None and mask is None:
+            return direct.dot_product_attention(queries, keys, values, is_causal=causal_only)
         return ops.dot_product_attention(queries, keys, values, bias=bias, mask=mask, is_causal=causal_only)
 
     def _attend_one_query(self, queries, keys, values, mask, bias):

@@ -65,9 +65,9 @@ class FeedForward(keras.layers.Layer):
         if self.activation == "swiglu":
             hidden = ops.silu(direct.call(self.gate, inputs)) * direct.call(self.up, inputs)
         elif self.activation == "geglu":
-            hidden = ops.gelu(direct.call(self.gate, inputs), approximate=True) * direct.call(self.up, inputs)
+            hidden = direct.gelu(direct.call(self.gate, inputs), approximate=True) * direct.call(self.up, inputs)
         elif self.activation == "gelu":
-            hidden = ops.gelu(direct.call(self.up, inputs), approximate=True)
+            hidden = direct.gelu(direct.call(self.up, inputs), approximate=True)
         else:
             hidden = ops.relu(direct.call(self.up, inputs))
         return direct.call(self.output_dropout, direct.call(self.down, hidden), training=training)  # (..., width)

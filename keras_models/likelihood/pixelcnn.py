@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models import optimizers
 from keras_models.checks import check_choice, check_count, check_shape
 from keras_models.generative import ImageGenerativeModel
 from keras_models.gradients import replica_share
@@ -422,6 +423,6 @@ def pixelcnn(image_shape=(8, 8, 1), num_classes=None, pixel_range=(0.0, 1.0), li
     model = PixelCNN(network, likelihood=likelihood, num_classes=num_classes, pixel_range=pixel_range, seed=seed,
                      name=name)
     if compile:
-        compile_model(model, optimizer=optimizer or keras.optimizers.Adam(learning_rate), loss=None,
+        compile_model(model, optimizer=optimizer or optimizers.Adam(learning_rate), loss=None,
                       jit_compile=jit_compile, family="likelihood")
     return model

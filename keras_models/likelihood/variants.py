@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-import keras
-
+from keras_models import optimizers
 from keras_models.checks import check_shape
 from keras_models.likelihood import distributions, networks
 from keras_models.likelihood.vae import OBJECTIVES, VAE
@@ -71,7 +70,7 @@ def _vae(variant, image_shape=(8, 8, 1), num_classes=None, pixel_range=(0.0, 1.0
         num_classes=num_classes, pixel_range=pixel_range, seed=seed, name=name,
     )
     if compile:
-        compile_model(model, optimizer=optimizer or keras.optimizers.Adam(learning_rate), loss=None,
+        compile_model(model, optimizer=optimizer or optimizers.Adam(learning_rate), loss=None,
                       jit_compile=jit_compile, family="likelihood")
     return model
 

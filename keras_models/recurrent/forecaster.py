@@ -47,6 +47,7 @@ import keras
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from keras_models import optimizers
 from keras_models.recurrent._common import check_positive_int, check_recurrent, recurrent_stack
 from keras_models.seeding import set_random_seed
 from keras_models.training import compile_model
@@ -308,7 +309,7 @@ class Forecaster(BaseEstimator):
         model = _network(self.cell, lookback, int(self.horizon), features.shape[-1], self.n_exog_,
                          int(self.units), int(self.num_layers), float(self.dropout), 1 + len(self._levels_),
                          bool(self.linear_skip))
-        optimizer = keras.optimizers.Adam(learning_rate=float(self.learning_rate), clipnorm=1.0)
+        optimizer = optimizers.Adam(learning_rate=float(self.learning_rate), clipnorm=1.0)
         compile_model(model, optimizer=optimizer, loss=_forecast_loss(self._levels_),
                       jit_compile=self.jit_compile, family="recurrent")
         x = features if future is None else (features, future.astype(np.float32))

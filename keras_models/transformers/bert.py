@@ -7,6 +7,7 @@ backbone from the formula, without building the weights.
 
 from __future__ import annotations
 
+from keras_models import optimizers
 from keras_models.heads import head_loss
 from keras_models.registry import register_model
 from keras_models.training import compile_model
@@ -119,10 +120,8 @@ def bert_classifier(num_classes=2, head="softmax", vocabulary_size=None, num_lay
                              dropout=dropout, max_sequence_length=max_sequence_length, num_segments=num_segments)
     model = BertClassifier(backbone, num_classes=num_classes, head=head, name=name)
     if compile:
-        import keras
-
         loss, metrics = head_loss(head, num_classes)
-        compile_model(model, optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
+        compile_model(model, optimizer=optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
                       jit_compile=jit_compile, family=FAMILY)
     return model
 
@@ -149,9 +148,7 @@ def bert_masked_lm(vocabulary_size=None, num_layers=None, num_heads=None, hidden
                          dropout=dropout, max_sequence_length=max_sequence_length, num_segments=num_segments)
     model = BertMaskedLM(backbone, name=name)
     if compile:
-        import keras
-
-        compile_model(model, optimizer=keras.optimizers.Adam(learning_rate), loss=masked_lm_loss(),
+        compile_model(model, optimizer=optimizers.Adam(learning_rate), loss=masked_lm_loss(),
                       weighted_metrics=["sparse_categorical_accuracy"], jit_compile=jit_compile, family=FAMILY)
     return model
 

@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_models import losses
 from keras_models.checks import CheckedModel
 from keras_models.text import PreprocessorMixin
 from keras_models.transformers.bert_backbone import BertBackbone, BertInputs
@@ -16,7 +17,7 @@ from keras_models.transformers.bert_layers import MaskedLMHead, OutputBias
 def masked_lm_loss():
     """Cross-entropy of the masked tokens from logits, averaged over the slots in use: the
     `sample_weight` of `mask_tokens` (0 at unused slots) weights each slot and divides the sum."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    return losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
 
 @keras.saving.register_keras_serializable(package="keras_models")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_models import checks
+from keras_models import checks, losses
 from keras_models.checks import CheckedModel, as_array
 from keras_models.sampling import check_sampling, decode, no_gradients, prompt_rows
 from keras_models.text import PreprocessorMixin
@@ -18,7 +18,7 @@ FAMILY = "transformer"  # the family whose compile defaults the models take (ker
 def causal_lm_loss():
     """Cross-entropy of the next token from logits, every target counted (GPT has no padding id: train
     on packed sequences, or pass `sample_weight` to leave padded targets out)."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def check_token_ids(token_ids, vocabulary_size, max_sequence_length, what="token_ids"):

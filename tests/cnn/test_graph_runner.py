@@ -8,12 +8,7 @@ training step's gradients and moving statistics, `fit` losses, `stateless_call`,
 keep Keras' path.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -22,11 +17,10 @@ import pytest
 import keras_models
 from keras_models import graph_runner
 from keras_models.layers import AveragePooling2D, MaxPooling2D
-
-ROOT = Path(__file__).parents[2]
+from torch_worker import run_on_torch
 
 WORKER = textwrap.dedent("""
-    import itertools, json, sys
+    import functools, itertools, json, sys
     import keras, numpy as np, torch
     import keras_models
     from keras_models import graph_runner
@@ -139,6 +133,21 @@ WORKER = textwrap.dedent("""
         scale = max(float(np.abs(numpy(b)).max()) for b in theirs)
         return max(float(np.abs(numpy(a) - numpy(b)).max()) for a, b in zip(ours, theirs)) / scale
 
+    # Keras' operators the composite layers reach only off the plan (`layers.direct`): attention, GELU and
+    # the blocks' layer normalization.
+    keras_ops = {"dot_product_attention": keras.ops.dot_product_attention, "gelu": keras.ops.gelu}
+    op_calls = dict.fromkeys([*keras_ops, "layer_norm"], 0)
+
+    def counting(name, function):
+        @functools.wraps(function)  # Keras reads a layer's call signature
+        def counted(*args, **kwargs):
+            op_calls[name] += 1
+            return function(*args, **kwargs)
+        return counted
+
+    for name, function in keras_ops.items():
+        setattr(keras.ops, name, counting(name, function))
+    keras.layers.LayerNormalization.call = counting("layer_norm", keras.layers.LayerNormalization.call)
     keras.layers.Layer.__call__ = counted_call
     transformers = {}
     for dropout in (0.0, 0.1):
@@ -149,9 +158,11 @@ WORKER = textwrap.dedent("""
         entry = {"plan": graph_runner.plan(gpt) is not None}
         for runner in (True, False):
             calls[0] = 0
+            op_calls.update(dict.fromkeys(op_calls, 0))
             keras.utils.set_random_seed(7)  # the same dropout masks on both paths
             entry["runner" if runner else "keras"] = one_step(gpt, tokens, runner)
             entry["calls_runner" if runner else "calls_keras"] = calls[0]
+            entry["ops_runner" if runner else "ops_keras"] = dict(op_calls)
         ours, theirs = entry.pop("runner"), entry.pop("keras")
         entry["output"] = relative(ours[0], theirs[0])
         entry["grad"] = gradient_gap(ours[1], theirs[1])
@@ -165,6 +176,8 @@ WORKER = textwrap.dedent("""
     ours, theirs = one_step(gpt, tokens, True), one_step(gpt, tokens, False)
     transformers["gpt_lora"] = {"output": relative(ours[0], theirs[0]), "grad": gradient_gap(ours[1], theirs[1])}
     keras.layers.Layer.__call__ = keras_call
+    for name, function in keras_ops.items():
+        setattr(keras.ops, name, function)
     keras.utils.set_random_seed(6)
     gpt = keras_models.build("gpt_causal_lm", vocabulary_size=40, num_layers=1, num_heads=4, hidden_dim=32,
                              intermediate_dim=64, max_sequence_length=16, dropout=0.0, compile=False)
@@ -260,14 +273,8 @@ WORKER = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def torch_result(tmp_path_factory):
-    pytest.importorskip("torch")
-    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def torch_result():
+    return run_on_torch(WORKER)
 
 
 def test_pooling_equals_keras_and_keeps_the_layout(torch_result):
@@ -302,6 +309,12 @@ def test_gpt_runs_through_the_plan_as_keras_does(torch_result, dropout):
     # Only the model's own `Layer.__call__`: the backbone, its blocks and their attention, feed-forward,
     # normalization and dropout sub-layers run through `call` (Keras' path: one per layer and sub-layer).
     assert run["calls_runner"] == 1 and run["calls_keras"] > 30
+    # On the plan the two blocks' attention, GELU and layer normalizations are PyTorch's operators called
+    # directly; only the final normalization, a node of the graph, is Keras' layer. (With dropout on, the
+    # attention weights are dropped explicitly on both paths.)
+    attention = 0 if dropout else 2
+    assert run["ops_runner"] == {"dot_product_attention": 0, "gelu": 0, "layer_norm": 1}
+    assert run["ops_keras"] == {"dot_product_attention": attention, "gelu": 2, "layer_norm": 5}
     assert run["output"] <= 1e-6 and run["grad"] <= 1e-5
 
 

@@ -177,6 +177,7 @@ WORKER = textwrap.dedent("""
     cases = {}
     for name, logits_shape, target_shape, kwargs, weighted in [
             ("steps", (3, 5, 7), (3, 5), {}, False),
+            ("int32_targets_sum", (3, 5, 7), (3, 5), {"reduction": "sum"}, False),
             ("steps_weighted", (3, 5, 7), (3, 5), {}, True),
             ("steps_trailing_one", (3, 5, 7), (3, 5, 1), {}, False),
             ("rows", (4, 7), (4,), {}, False),
@@ -265,8 +266,8 @@ def test_slots_laid_out_otherwise_take_keras_update(torch_result):
     assert mixed["kernel_calls"] == 0 and mixed["gap"] <= 1e-6
 
 
-@pytest.mark.parametrize("name", ["steps", "steps_weighted", "steps_trailing_one", "rows", "mean_with_sample_weight",
-                                  "no_reduction", "ignore_class"])
+@pytest.mark.parametrize("name", ["steps", "int32_targets_sum", "steps_weighted", "steps_trailing_one", "rows",
+                                  "mean_with_sample_weight", "no_reduction", "ignore_class"])
 def test_loss_equals_keras_on_torch(torch_result, name):
     case = torch_result["loss"]["cases"][name]
     ours, theirs = case["shape"]

@@ -16,7 +16,11 @@ average before and after the run and around each round. A run above a load of ab
 is not one to publish.
 
 Both frameworks set their thread count to the machine's cores. Keras trains through `fit()` on numpy
-arrays (what a user runs); PyTorch runs its own loop on tensors already in memory. PyTorch
+arrays (what a user runs); PyTorch runs its own loop on tensors already in memory, with its fastest
+optimizer on a CPU: the fused Adam and AdamW (`fused=True`, since 2026-12-01; the defaults before), the
+default SGD.
+The `keras_layers` configurations are Keras as it ships: the library's layers, graph runner and fused
+optimizer update switched off. PyTorch
 (`pip install torch==2.13.0`) and JAX are test-extra dependencies.
 """
 
@@ -109,8 +113,13 @@ def keras_setup(model_name, options, steps):
         from keras_models.layers.conv2d import Conv2D
         from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 
+        from keras_models.layers.conv2d import Conv2DTranspose
+        from keras_models.optimizers import Adam, AdamW
+
         Conv2D.build, Conv2D.call = keras.layers.Conv2D.build, keras.layers.Conv2D.call
         Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
+        Conv2DTranspose.build, Conv2DTranspose.call = keras.layers.Conv2DTranspose.build, keras.layers.Conv2DTranspose.call
+        Adam._fused_update = AdamW._fused_update = lambda self, grads, variables: False  # Keras' update
         BatchNormalization.call = keras.layers.BatchNormalization.call
         MaxPooling2D.call, AveragePooling2D.call = keras.layers.MaxPooling2D.call, keras.layers.AveragePooling2D.call
         graph_runner.plan = lambda model: None
@@ -243,6 +252,8 @@ def torch_setup(model_name, options, steps):
 
     if model_name == "resnet18":
         model = modules["model"]
+        # PyTorch's default SGD (a loop over the parameters) is its fastest on a CPU: on ResNet-18's 11.2M
+        # parameters 7.1 ms a step against 9.0 with `foreach` and 22 `fused`.
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
         x = torch.from_numpy(rng.uniform(size=(batch * steps, 3, 32, 32)).astype("float32"))
@@ -261,8 +272,8 @@ def torch_setup(model_name, options, steps):
             step(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
     elif model_name == "dcgan":
         generator, discriminator = modules["generator"], modules["discriminator"]
-        g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
+        d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
         bce = nn.BCEWithLogitsLoss()
         x = torch.from_numpy(rng.uniform(size=(batch * steps, 1, 32, 32)).astype("float32") * 2 - 1)
         x = x.contiguous(memory_format=fmt)
@@ -285,7 +296,7 @@ def torch_setup(model_name, options, steps):
             step(x[i * batch:(i + 1) * batch])
     else:
         model = modules["model"]
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
         loss_fn = nn.CrossEntropyLoss()
         x = torch.from_numpy(rng.integers(0, VOCABULARY, size=(batch * steps, SEQUENCE)))
         y = torch.from_numpy(rng.integers(0, VOCABULARY, size=(batch * steps, SEQUENCE)))

@@ -29,6 +29,12 @@ def _keras_class(name):
     return getattr(keras.optimizers, name)
 
 
+def _layout(tensor):
+    """The strides of `tensor` over its axes longer than 1: two tensors of one shape with the same layout
+    hold their elements in the same memory order (the stride of a single-element axis means nothing)."""
+    return tuple(stride for stride, size in zip(tensor.stride(), tensor.shape) if size != 1)
+
+
 def _dense(tensor) -> bool:
     """Whether `tensor` covers its memory without gaps or overlaps, in some order of its axes (contiguous,
     or a permutation of contiguous: the library's `Conv2D` kernels)."""
@@ -75,10 +81,10 @@ class _FusedUpdate:
             index = self._get_variable_index(variable)
             tensors = (variable.value, self._momentums[index].value, self._velocities[index].value)
             if not (all(isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.layout == torch.strided
-                        and t.stride() == tensors[0].stride() for t in tensors) and _dense(tensors[0])):
+                        and _layout(t) == _layout(tensors[0]) for t in tensors) and _dense(tensors[0])):
                 groups = None
                 break
-            strides.append(tensors[0].stride())
+            strides.append(_layout(tensors[0]))
             group = groups[bool(self.weight_decay) and self._use_weight_decay(variable)]
             for part, item in zip(group, (position, *tensors)):
                 part.append(item)
@@ -101,7 +107,7 @@ class _FusedUpdate:
         groups, strides = cached
         device = groups[0][2][0].device
         if not all(isinstance(g, torch.Tensor) and g.dtype == torch.float32 and g.device == device
-                   and g.stride() == stride for g, stride in zip(grads, strides)):
+                   and _layout(g) == stride for g, stride in zip(grads, strides)):
             return False
 
         with torch.no_grad():

@@ -157,6 +157,23 @@ WORKER = textwrap.dedent("""
         resnet[kind] = {"loss": history.history["loss"], "kernel_calls": kernel_calls[0],
                         "strided": sum(not v.value.is_contiguous() for v in model.trainable_variables)}
     result["resnet"] = resnet
+    # A DCGAN (the library's Conv2D, Conv2DTranspose and BatchNormalization): both optimizers fused, their
+    # slots in their kernels' layouts from compile on.
+    keras.utils.set_random_seed(9)
+    gan = keras_models.build("dcgan", image_shape=(32, 32, 1), jit_compile=False)
+    strided = [v for v in gan.trainable_variables if not v.value.is_contiguous()]
+    slots_follow = True
+    for optimizer, variables in ((gan.d_optimizer, gan.discriminator_variables()),
+                                 (gan.g_optimizer, gan.generator_variables())):
+        for variable in variables:
+            index = optimizer._get_variable_index(variable)
+            layout = [st for st, n in zip(variable.value.stride(), variable.shape) if n != 1]
+            slots_follow &= all([st for st, n in zip(slot[index].value.stride(), variable.shape) if n != 1] == layout
+                                for slot in (optimizer._momentums, optimizer._velocities))
+    kernel_calls[0] = 0
+    gan.fit(rng.uniform(size=(16, 32, 32, 1)).astype("float32"), batch_size=8, epochs=1, verbose=0)
+    result["gan"] = {"strided": len(strided), "slots_follow": bool(slots_follow), "kernel_calls": kernel_calls[0],
+                     "optimizers": [type(gan.d_optimizer).__module__, type(gan.g_optimizer).__module__]}
     # Slots laid out otherwise than their kernel (the layout not matched): Keras' update, the same values.
     mixed = []
     for cls in (Adam, keras.optimizers.Adam):
@@ -259,6 +276,15 @@ def test_adam_fuses_over_kernels_laid_out_in_pytorch_order(torch_result):
     ours, theirs = torch_result["resnet"]["ours"], torch_result["resnet"]["keras"]
     assert ours["strided"] > 10 and ours["kernel_calls"] == 4  # 2 epochs of 2 steps, every weight decayed
     np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-5)
+
+
+def test_gan_optimizers_fuse_over_the_library_layers(torch_result):
+    gan = torch_result["gan"]
+    assert gan["optimizers"] == ["keras_models.optimizers"] * 2
+    # Eight convolution kernels, transposed or not, in PyTorch's order; the generator's last (one output
+    # channel) reads the same in either order, so seven differ from Keras' contiguous layout.
+    assert gan["strided"] == 7 and gan["slots_follow"]
+    assert gan["kernel_calls"] == 4  # 2 steps, one discriminator and one generator update each
 
 
 def test_slots_laid_out_otherwise_take_keras_update(torch_result):

@@ -14,6 +14,7 @@ from keras import ops
 from keras_models import gradients, optimizers
 from keras_models.gan import losses
 from keras_models.generative import ImageGenerativeModel
+from keras_models.layers.conv2d import match_slot_layout
 from keras_models.optimizer_group import OptimizerGroup
 from keras_models.training import check_jit_compile_kept, resolve_jit_compile
 
@@ -170,6 +171,10 @@ class GAN(ImageGenerativeModel):
         # Create the slot variables now, so that checkpoints restore both optimizers' state on load.
         d_optimizer.build(self.discriminator_variables())
         g_optimizer.build(self.generator_variables())
+        # On PyTorch, each optimizer's slots in the memory layout of the kernels they follow (the library's
+        # Conv2D): Adam's update then runs as one fused kernel (`keras_models.optimizers`).
+        match_slot_layout(d_optimizer, self.discriminator_variables())
+        match_slot_layout(g_optimizer, self.generator_variables())
         super().compile(
             optimizer=OptimizerGroup([d_optimizer, g_optimizer], name=f"{self.name}_optimizers"),
             jit_compile=requested,

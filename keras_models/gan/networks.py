@@ -23,7 +23,16 @@ from keras_models.gan.gan_layers import (
     SelectStyle,
     StyleBroadcast,
 )
-from keras_models.layers import InstanceNormalization, PixelShuffle, SelfAttention2D, SpectralNorm, unet
+from keras_models.layers import (
+    BatchNormalization,
+    Conv2D,
+    Conv2DTranspose,
+    InstanceNormalization,
+    PixelShuffle,
+    SelfAttention2D,
+    SpectralNorm,
+    unet,
+)
 
 layers = keras.layers
 
@@ -66,7 +75,7 @@ def _normalization(kind, name):
     if kind is None:
         return None
     if kind == "batch":
-        return layers.BatchNormalization(momentum=0.9, name=name + "_bn")
+        return BatchNormalization(momentum=0.9, name=name + "_bn")
     if kind == "layer":
         return layers.LayerNormalization(axis=[1, 2, 3], name=name + "_ln")
     if kind == "instance":
@@ -80,7 +89,8 @@ def _sn(layer, spectral_norm):
 
 def conv_block(x, filters, strides, norm, activation, name, kernel_size=4, spectral_norm=False, transpose=False):
     """Convolution (or transposed convolution), optional normalization, activation."""
-    conv_cls = layers.Conv2DTranspose if transpose else layers.Conv2D
+    # The library's convolutions (Keras' own, faster on PyTorch) unless spectral normalization wraps one.
+    conv_cls = Conv2DTranspose if transpose else (layers.Conv2D if spectral_norm else Conv2D)
     conv = conv_cls(filters, kernel_size, strides=strides, padding="same", use_bias=norm is None, name=name + "_conv")
     x = (conv if transpose else _sn(conv, spectral_norm))(x)
     normalization = _normalization(norm, name)
@@ -152,12 +162,12 @@ def dcgan_generator(
     filters = width * 2**steps
     x = layers.Dense(start * start * filters, use_bias=False, name=name + "_project")(x)
     x = layers.Reshape((start, start, filters), name=name + "_reshape")(x)  # (batch, start, start, filters)
-    x = layers.BatchNormalization(momentum=0.9, name=name + "_project_bn")(x)
+    x = BatchNormalization(momentum=0.9, name=name + "_project_bn")(x)
     x = layers.ReLU(name=name + "_project_relu")(x)
     for step in range(steps):
         filters //= 2
         x = conv_block(x, filters, 2, "batch", "relu", f"{name}_up{step + 1}", transpose=True)
-    x = layers.Conv2D(image_shape[-1], 3, padding="same", name=name + "_to_rgb")(x)  # (batch, h, w, c)
+    x = Conv2D(image_shape[-1], 3, padding="same", name=name + "_to_rgb")(x)  # (batch, h, w, c)
     return keras.Model(inputs if len(inputs) > 1 else z, to_pixels(x, pixel_range, name), name=name)
 
 
@@ -232,7 +242,7 @@ def unet_generator(source_shape, target_channels, width=32, depth=None, pixel_ra
     source = keras.Input(shape=tuple(source_shape), name=name + "_source")
     x = from_pixels(source, pixel_range, name)
     x = unet(x, [width * 2 ** min(level, 3) for level in range(depth)], name=name)
-    x = layers.Conv2DTranspose(target_channels, 4, strides=2, padding="same", name=name + "_to_rgb")(x)
+    x = Conv2DTranspose(target_channels, 4, strides=2, padding="same", name=name + "_to_rgb")(x)
     return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
 
 
@@ -250,7 +260,7 @@ def patch_discriminator(image_shape, width=32, norm="batch", paired=True, pixel_
     for step in range(max(1, steps)):
         x = conv_block(x, width * 2**step, 2, norm if step else None, "leaky_relu", f"{name}_down{step + 1}")
     x = conv_block(x, width * 2 ** max(1, steps), 1, norm, "leaky_relu", f"{name}_patch")
-    scores = layers.Conv2D(1, 4, padding="same", name=name + "_score")(x)  # (batch, patches, patches, 1)
+    scores = Conv2D(1, 4, padding="same", name=name + "_score")(x)  # (batch, patches, patches, 1)
     return keras.Model(inputs if paired else target, scores, name=name)
 
 
@@ -284,7 +294,7 @@ def resnet_generator(image_shape, width=32, num_blocks=3, downsamples=1, kernel_
         x = residual_block(x, width * 2**downsamples, "instance", f"{name}_res{block + 1}")
     for step in reversed(range(downsamples)):
         x = conv_block(x, width * 2**step, 2, "instance", "relu", f"{name}_up{step + 1}", kernel_size=3, transpose=True)
-    x = layers.Conv2D(image_shape[-1], kernel_size, padding="same", name=name + "_to_rgb")(x)
+    x = Conv2D(image_shape[-1], kernel_size, padding="same", name=name + "_to_rgb")(x)
     return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
 
 
@@ -312,27 +322,27 @@ def srresnet_generator(
         raise ValueError(f"residual must be one of {SR_RESIDUALS}; got residual={residual!r}.")
     source = keras.Input(shape=tuple(low_res_shape), name=name + "_low_res")
     pixels = from_pixels(source, pixel_range, name)  # [-1, 1]
-    x = layers.Conv2D(width, 9, padding="same", name=name + "_stem_conv")(pixels)
+    x = Conv2D(width, 9, padding="same", name=name + "_stem_conv")(pixels)
     x = stem = layers.PReLU(shared_axes=[1, 2], name=name + "_stem_prelu")(x)
     for block in range(num_blocks):
         block_name = f"{name}_res{block + 1}"
-        y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=block_name + "_a_conv")(x)
-        y = layers.BatchNormalization(momentum=0.9, name=block_name + "_a_bn")(y)
+        y = Conv2D(width, 3, padding="same", use_bias=False, name=block_name + "_a_conv")(x)
+        y = BatchNormalization(momentum=0.9, name=block_name + "_a_bn")(y)
         y = layers.PReLU(shared_axes=[1, 2], name=block_name + "_a_prelu")(y)
-        y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=block_name + "_b_conv")(y)
-        y = layers.BatchNormalization(momentum=0.9, name=block_name + "_b_bn")(y)
+        y = Conv2D(width, 3, padding="same", use_bias=False, name=block_name + "_b_conv")(y)
+        y = BatchNormalization(momentum=0.9, name=block_name + "_b_bn")(y)
         x = layers.Add(name=block_name + "_add")([x, y])
-    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=name + "_trunk_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, name=name + "_trunk_bn")(x)
+    x = Conv2D(width, 3, padding="same", use_bias=False, name=name + "_trunk_conv")(x)
+    x = BatchNormalization(momentum=0.9, name=name + "_trunk_bn")(x)
     x = layers.Add(name=name + "_global_skip")([stem, x])
     for step in range(int(math.log2(scale))):
-        x = layers.Conv2D(width * 4, 3, padding="same", name=f"{name}_up{step + 1}_conv")(x)  # (b, h, w, 4 * width)
+        x = Conv2D(width * 4, 3, padding="same", name=f"{name}_up{step + 1}_conv")(x)  # (b, h, w, 4 * width)
         x = PixelShuffle(2, name=f"{name}_up{step + 1}_shuffle")(x)  # (b, 2h, 2w, width)
         x = layers.PReLU(shared_axes=[1, 2], name=f"{name}_up{step + 1}_prelu")(x)
     if residual is None:
-        x = layers.Conv2D(low_res_shape[-1], 9, padding="same", name=name + "_to_rgb")(x)
+        x = Conv2D(low_res_shape[-1], 9, padding="same", name=name + "_to_rgb")(x)
         return keras.Model(source, to_pixels(x, pixel_range, name), name=name)
-    correction = layers.Conv2D(
+    correction = Conv2D(
         low_res_shape[-1], 9, padding="same", kernel_initializer="zeros", name=name + "_to_rgb"
     )(x)  # (b, scale * h, scale * w, channels), in [-1, 1] units
     interpolated = InterpolatedUpsampling(scale, residual, name=name + "_interpolate")(pixels)
@@ -420,13 +430,13 @@ def stylegan_discriminator(image_shape, width=32, pixel_range=(0.0, 1.0), name="
     head (StyleGAN2's "resnet" discriminator)."""
     _, steps = upsampling_plan(image_shape)
     images = keras.Input(shape=tuple(image_shape), name=name + "_images")
-    x = layers.Conv2D(width, 1, name=name + "_from_rgb")(from_pixels(images, pixel_range, name))
+    x = Conv2D(width, 1, name=name + "_from_rgb")(from_pixels(images, pixel_range, name))
     x = layers.LeakyReLU(0.2, name=name + "_from_rgb_lrelu")(x)
     for step in range(steps):
         filters = width * 2 ** (step + 1)
         block = f"{name}_b{step + 1}"
         shortcut = layers.AveragePooling2D(2, name=block + "_skip_pool")(x)
-        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=block + "_skip_conv")(shortcut)
+        shortcut = Conv2D(filters, 1, use_bias=False, name=block + "_skip_conv")(shortcut)
         y = conv_block(x, x.shape[-1], 1, None, "leaky_relu", block + "_a", kernel_size=3)
         y = conv_block(y, filters, 1, None, "leaky_relu", block + "_b", kernel_size=3)
         y = layers.AveragePooling2D(2, name=block + "_pool")(y)
@@ -476,7 +486,7 @@ def biggan_generator(image_shape, latent_dim, num_classes, width=32, embedding_d
         filters = out_filters
         if step == 0:
             x = SelfAttention2D(reduction=8, name=block + "_attention")(x)
-    x = layers.BatchNormalization(momentum=0.9, name=name + "_out_bn")(x)
+    x = BatchNormalization(momentum=0.9, name=name + "_out_bn")(x)
     x = layers.ReLU(name=name + "_out_relu")(x)
     x = _sn_conv(image_shape[-1], 3, name + "_to_rgb")(x)
     return keras.Model([z, labels], to_pixels(x, pixel_range, name), name=name)

@@ -17,7 +17,9 @@ from keras_models.registry import register_model
 
 
 def _adam(learning_rate, beta_1=0.5, beta_2=0.999):
-    return {"class_name": "Adam", "config": {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2}}
+    """The config of the library's Adam (Keras' Adam, one fused update per step on PyTorch)."""
+    return {"class_name": "keras_models>Adam",
+            "config": {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2}}
 
 
 def _rmsprop(learning_rate):

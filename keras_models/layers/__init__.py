@@ -6,8 +6,8 @@
 - `PixelShuffle`: sub-pixel upsampling, channels to space.
 - `ChannelLayout`: channels-last data to a channels-first network and back.
 - `unet`: the U-Net encoder-decoder with skip connections, as a block.
-- `Conv2D`, `BatchNormalization`: Keras' own, the same arguments, variables and files; on PyTorch the
-  kernel lives in PyTorch's memory order and batch normalization is PyTorch's fused kernel, so a
+- `Conv2D`, `Conv2DTranspose`, `BatchNormalization`: Keras' own, the same arguments, variables and
+  files; on PyTorch the kernel lives in PyTorch's memory order and batch normalization is PyTorch's fused kernel, so a
   training step copies no kernel (the convolutional builders use them; `match_optimizer_layout`).
 - `MaxPooling2D`, `AveragePooling2D`: Keras' own likewise; on PyTorch they pool channels-last
   activations in place instead of copying them to channels-first.
@@ -36,7 +36,7 @@ JAX and PyTorch backends.
 
 from keras_models.layers.batch_normalization import BatchNormalization
 from keras_models.layers.cached_multi_head_attention import CachedMultiHeadAttention
-from keras_models.layers.conv2d import Conv2D, match_optimizer_layout
+from keras_models.layers.conv2d import Conv2D, Conv2DTranspose, match_optimizer_layout
 from keras_models.layers.feed_forward import FeedForward
 from keras_models.layers.instance_normalization import InstanceNormalization
 from keras_models.layers.layout import ChannelLayout
@@ -63,6 +63,7 @@ __all__ = [
     "CachedMultiHeadAttention",
     "ChannelLayout",
     "Conv2D",
+    "Conv2DTranspose",
     "FeedForward",
     "InstanceNormalization",
     "LogMelSpectrogram",

@@ -58,16 +58,24 @@ def match_optimizer_layout(model) -> int:
     """
     if keras.backend.backend() != "torch" or getattr(model, "optimizer", None) is None:
         return 0
-    optimizer = model.optimizer
+    return match_slot_layout(model.optimizer, model.trainable_variables)
+
+
+def match_slot_layout(optimizer, variables) -> int:
+    """`match_optimizer_layout` for one optimizer and the variables it updates (a GAN's two optimizers
+    each update their own network's): the slots moved; a no-op off PyTorch."""
+    if keras.backend.backend() != "torch":
+        return 0
+    variables = list(variables)
     layouts = {}
-    for variable in model.trainable_variables:
+    for variable in variables:
         value = variable.value
         if value.dim() > 1 and not value.is_contiguous():
             layouts.setdefault((tuple(value.shape), value.dtype), value.stride())
     if not layouts:
         return 0
     if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+        optimizer.build(variables)
     moved = 0
     for slot in optimizer.variables:
         value = slot.value
@@ -155,3 +163,60 @@ class Conv2D(keras.layers.Conv2D):
         y = F.conv2d(x, w, bias, stride=self.strides, padding=padding, dilation=self.dilation_rate,
                      groups=self.groups)
         return y.permute(0, 2, 3, 1) if channels_last else y
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
+    """`keras.layers.Conv2DTranspose`: the same arguments, variables, outputs and files, faster on PyTorch.
+
+    As `Conv2D`: built on PyTorch, the kernel keeps its Keras shape, `(h, w, out, in)`, with its memory in
+    PyTorch's order (`(in, h, w, out)` for channels-last data, PyTorch's channels-last weights; `(in, out,
+    h, w)` for channels-first), and eagerly the transposed convolution receives the kernel and the
+    activations as views, adds the bias itself, and trims Keras' "same" output from PyTorch's by a
+    symmetric padding where Keras' crop is symmetric (a view of the output otherwise). Keras' own path
+    copies the activations channels-first and back and the kernel into PyTorch's order in every pass.
+    The optimizer's slots must follow the kernel's layout (`match_optimizer_layout`). Under
+    `torch.compile`, and on TensorFlow and JAX, it is `keras.layers.Conv2DTranspose`.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if keras.backend.backend() == "torch":
+            kernel = self.kernel.value  # (h, w, out, in), stored in-major
+            order = (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1)
+            _restride(kernel, _strides(kernel.shape, order))
+
+    def call(self, inputs):
+        if not eager_torch():
+            return super().call(inputs)
+        import torch.nn.functional as F
+        from keras.src.backend.common.backend_utils import compute_conv_transpose_output_crops_for_torch
+
+        channels_last = self.data_format == "channels_last"
+        x = ops.convert_to_tensor(inputs)
+        x = x.permute(0, 3, 1, 2) if channels_last else x  # (b, c, h, w); a view
+        w = ops.convert_to_tensor(self.kernel).permute(3, 2, 0, 1)  # (in, out, h, w); a view of the variable
+        if w.dtype != x.dtype:
+            w = w.to(x.dtype)
+        bias = None
+        if self.use_bias:
+            bias = ops.convert_to_tensor(self.bias)
+            bias = bias if bias.dtype == x.dtype else bias.to(x.dtype)
+        # Keras' output is PyTorch's unpadded one cropped by (left, right) per axis (negative: zeros added).
+        crops = compute_conv_transpose_output_crops_for_torch(
+            input_shape=tuple(x.shape), kernel_shape=tuple(self.kernel.shape), strides=self.strides,
+            padding=self.padding, output_padding=self.output_padding, dilation_rate=self.dilation_rate)
+        symmetric = all(left == right >= 0 for left, right in crops)
+        pads = [max(0, -amount) for left, right in reversed(crops) for amount in (left, right)]  # F.pad's order
+        inside = bias if not any(pads) else None  # zeros Keras adds take the bias too: added after them
+        y = F.conv_transpose2d(x, w, inside, stride=self.strides, padding=tuple(left for left, _ in crops)
+                               if symmetric else (0, 0), dilation=self.dilation_rate)
+        if not symmetric:
+            if any(pads):
+                y = F.pad(y, pads)
+            rows, columns = ((max(0, left), y.shape[2 + axis] - max(0, right)) for axis, (left, right) in enumerate(crops))
+            y = y[:, :, rows[0]:rows[1], columns[0]:columns[1]]
+        if bias is not None and inside is None:
+            y = y + bias.reshape(1, -1, 1, 1)
+        y = y.permute(0, 2, 3, 1) if channels_last else y
+        return y if self.activation is None else self.activation(y)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import keras_models
-from keras_models.layers import BatchNormalization, Conv2D, match_optimizer_layout
+from keras_models.layers import BatchNormalization, Conv2D, Conv2DTranspose, match_optimizer_layout
 
 ROOT = Path(__file__).parents[2]
 
@@ -46,6 +46,7 @@ WORKER = textwrap.dedent("""
     import keras, numpy as np, torch
     import keras_models
     from keras_models.layers import BatchNormalization, Conv2D, match_optimizer_layout
+    from keras_models.layers import Conv2DTranspose as ConvTranspose
     NETWORK
 
     out = sys.argv[1]
@@ -80,6 +81,45 @@ WORKER = textwrap.dedent("""
         grad = ours._kernel.value.grad
         result["conv_grad"] = max(result["conv_grad"], relative(grad, theirs._kernel.value.grad))
         result["grad_layout_is_kernel_layout"] &= grad.stride() == ours._kernel.value.stride()
+    # Transposed convolutions: every padding, output padding, stride, dilation, size, bias and layout
+    # against keras.layers.Conv2DTranspose (the configurations Keras' PyTorch path accepts).
+    transposed = {"output": 0.0, "input_grad": 0.0, "kernel_grad": 0.0, "bias_grad": 0.0, "cases": 0,
+                  "grad_layout_is_kernel_layout": True}
+    for fmt, padding, size, stride, output_padding, dilation, bias in itertools.product(
+            ["channels_last", "channels_first"], ["same", "valid"], [1, 2, 3, 4, 5], [1, 2, 3], [None, 0, 1],
+            [1, 2], [True, False]):
+        if (output_padding is not None and output_padding >= stride) or (dilation > 1 and stride > 1):
+            continue
+        options = dict(filters=3, kernel_size=size, strides=stride, padding=padding, output_padding=output_padding,
+                       dilation_rate=dilation, data_format=fmt, use_bias=bias, bias_initializer="random_normal")
+        ours, theirs = ConvTranspose(**options), keras.layers.Conv2DTranspose(**options)
+        x = rng.normal(size=(2, 5, 6, 4) if fmt == "channels_last" else (2, 4, 5, 6)).astype("float32")
+        ours.build(x.shape)
+        theirs.build(x.shape)
+        theirs.set_weights(ours.get_weights())
+        x_ours, x_theirs = torch.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y_ours, y_theirs = ours(x_ours), theirs(x_theirs)
+        weights = torch.tensor(rng.normal(size=tuple(y_theirs.shape)).astype("float32"))
+        (y_ours * weights).sum().backward()
+        (y_theirs * weights).sum().backward()
+        transposed["output"] = max(transposed["output"], relative(y_ours, y_theirs))
+        transposed["input_grad"] = max(transposed["input_grad"], relative(x_ours.grad, x_theirs.grad))
+        grad = ours.kernel.value.grad
+        transposed["kernel_grad"] = max(transposed["kernel_grad"], relative(grad, theirs.kernel.value.grad))
+        transposed["grad_layout_is_kernel_layout"] &= grad.stride() == ours.kernel.value.stride()
+        if bias:
+            # A bias gradient is a sum of the output gradients over batch and positions, added in another
+            # order on each path: its error against the sum of their magnitudes (float32 summation).
+            axes = (0, 1, 2) if fmt == "channels_last" else (0, 2, 3)
+            magnitude = float(weights.abs().sum(dim=axes).max())
+            gap = float((ours.bias.value.grad - theirs.bias.value.grad).abs().max())
+            transposed["bias_grad"] = max(transposed["bias_grad"], gap / magnitude)
+        transposed["cases"] += 1
+    layer = ConvTranspose(8, (3, 5), strides=2, padding="same")
+    layer.build((None, 12, 12, 4))
+    transposed["layout"] = {"shape": list(layer.kernel.shape), "strides": list(layer.kernel.value.stride())}
+    result["transposed"] = transposed
+
     # The kernel's shape is Keras'; its memory is PyTorch's order.
     last, first = Conv2D(8, (3, 5), data_format="channels_last"), Conv2D(8, (3, 5), data_format="channels_first")
     last.build((None, 12, 12, 4))
@@ -227,6 +267,18 @@ def test_convolution_equals_keras_on_pytorch(torch_result):
     assert result["grad_layout_is_kernel_layout"]
 
 
+def test_transposed_convolution_equals_keras_on_pytorch(torch_result):
+    transposed = torch_result[0]["transposed"]
+    assert transposed["cases"] > 300  # padding, output padding, stride, dilation, size, bias, layout
+    assert transposed["output"] <= 1e-6 and transposed["input_grad"] <= 1e-6
+    assert transposed["kernel_grad"] <= 1e-6
+    assert transposed["bias_grad"] <= 1e-6  # against the summed magnitudes: float32's epsilon is 1.2e-7
+    assert transposed["grad_layout_is_kernel_layout"]
+    # (h, w, out, in) in PyTorch's channels-last weight order: in slowest, then h, w, out.
+    layout = transposed["layout"]
+    assert layout["shape"] == [3, 5, 8, 4] and layout["strides"] == [5 * 8, 8, 1, 3 * 5 * 8]
+
+
 def test_kernel_keeps_keras_shape_in_pytorch_memory_order(torch_result):
     layout = torch_result[0]["layout"]
     assert layout["shape"] == [3, 5, 4, 8] and layout["get_weights"] == [3, 5, 4, 8]
@@ -290,6 +342,10 @@ def test_under_tensorflow_they_are_keras_layers():
     assert tuple(layer.kernel.shape) == (3, 3, 2, 4)
     assert isinstance(layer, keras.layers.Conv2D)
     assert isinstance(BatchNormalization(), keras.layers.BatchNormalization)
+    transposed = Conv2DTranspose(4, 3, strides=2, padding="same")
+    transposed.build((None, 8, 8, 2))
+    assert tuple(transposed.kernel.shape) == (3, 3, 4, 2) and isinstance(transposed, keras.layers.Conv2DTranspose)
+    assert type(keras.layers.deserialize(keras.layers.serialize(transposed))) is Conv2DTranspose
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(restored) is Conv2D and restored.get_config() == layer.get_config()
     model = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=2, width_multiplier=0.125)

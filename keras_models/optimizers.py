@@ -66,9 +66,9 @@ class _FusedUpdate:
 
     def _fused_groups(self, trainable_variables):
         """The PyTorch tensors of `trainable_variables` and their slots, in two groups (with and without
-        weight decay), and each variable's strides; None where a variable is not float32 or its slots are laid out otherwise (the
-        kernel walks the four tensors of a variable through memory together). Kept while the same
-        variables and slots are updated: they are updated in place and keep their tensors."""
+        weight decay), and each variable's layout; None where a variable is not float32 or its slots are
+        laid out otherwise (the kernel walks a variable's four tensors through memory together). Kept
+        while the same variables and slots are updated: they are updated in place and keep their tensors."""
         import torch
 
         key = (tuple(id(variable) for variable in trainable_variables), id(self._momentums), id(self._velocities))
@@ -76,7 +76,7 @@ class _FusedUpdate:
         if cached is not None and cached[0] == key:
             return cached[2]
         groups = {True: ([], [], [], []), False: ([], [], [], [])}  # positions, variables, m, v
-        strides = []
+        layouts = []
         for position, variable in enumerate(trainable_variables):
             index = self._get_variable_index(variable)
             tensors = (variable.value, self._momentums[index].value, self._velocities[index].value)
@@ -84,12 +84,12 @@ class _FusedUpdate:
                         and _layout(t) == _layout(tensors[0]) for t in tensors) and _dense(tensors[0])):
                 groups = None
                 break
-            strides.append(_layout(tensors[0]))
+            layouts.append(_layout(tensors[0]))
             group = groups[bool(self.weight_decay) and self._use_weight_decay(variable)]
             for part, item in zip(group, (position, *tensors)):
                 part.append(item)
         if groups is not None:
-            groups = ([(decay, *group) for decay, group in groups.items() if group[0]], strides)
+            groups = ([(decay, *group) for decay, group in groups.items() if group[0]], layouts)
         # The variables themselves are held, so that their ids in the key cannot be reused; set past
         # Keras' attribute tracking, which would list them as the optimizer's own variables (and save them).
         object.__setattr__(self, "_fused_cache", (key, list(trainable_variables), groups))
@@ -104,10 +104,10 @@ class _FusedUpdate:
         cached = self._fused_groups(trainable_variables)
         if cached is None or not cached[0]:
             return False
-        groups, strides = cached
+        groups, layouts = cached
         device = groups[0][2][0].device
         if not all(isinstance(g, torch.Tensor) and g.dtype == torch.float32 and g.device == device
-                   and _layout(g) == stride for g, stride in zip(grads, strides)):
+                   and _layout(g) == layout for g, layout in zip(grads, layouts)):
             return False
 
         with torch.no_grad():

@@ -1,25 +1,30 @@
 """The U-Net (Ronneberger et al., 2015, "U-Net: Convolutional Networks for Biomedical Image
 Segmentation") as a block: a strided-convolution encoder and a transposed-convolution decoder joined by
 skip connections at every resolution. pix2pix's generator is this block between its pixel scalings.
+Its convolutions and batch normalizations are the library's (Keras' own, faster on PyTorch; a model of
+your own holding the block calls `match_optimizer_layout` after `compile` there).
 """
 
 from __future__ import annotations
 
 import keras
 
+from keras_models.layers.batch_normalization import BatchNormalization
+from keras_models.layers.conv2d import Conv2D, Conv2DTranspose
+
 layers = keras.layers
 
 
 def _down(x, filters, normalize, name):
-    x = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=not normalize, name=name + "_conv")(x)
+    x = Conv2D(filters, 4, strides=2, padding="same", use_bias=not normalize, name=name + "_conv")(x)
     if normalize:
-        x = layers.BatchNormalization(momentum=0.9, name=name + "_bn")(x)
+        x = BatchNormalization(momentum=0.9, name=name + "_bn")(x)
     return layers.LeakyReLU(0.2, name=name + "_lrelu")(x)
 
 
 def _up(x, filters, dropout, name):
-    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=name + "_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, name=name + "_bn")(x)
+    x = Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=name + "_conv")(x)
+    x = BatchNormalization(momentum=0.9, name=name + "_bn")(x)
     if dropout:
         x = layers.Dropout(dropout, name=name + "_dropout")(x)
     return layers.ReLU(name=name + "_relu")(x)

@@ -29,11 +29,9 @@ a tenth), trained for 150 steps (its recipe takes 2,000: `--steps 2000`):
   weights instead.
 - For timing (`--timing`), the other ways each framework trains the same model: `keras_adamw` (the
   library's model with Keras' own AdamW), `keras_layer_calls` (Keras' own functional call and AdamW:
-  Keras as it ships, but for the library's loss), `torch_default` (PyTorch's default AdamW, a loop over the parameters on a CPU) and
-  `torch_compile` (the PyTorch model compiled by `torch.compile`, fused AdamW; compiled before timing).
-- `lstm` (character text only): `keras_models.build("rnn_language_model", cell="lstm")` of about the
-  same parameter count, on Keras' TensorFlow backend (the recurrent family's CPU backend; PyTorch runs a
-  recurrent layer as a Python loop of eager operations off CUDA), with its own learning rate.
+  Keras as it ships, but for the library's loss), `torch_default` (PyTorch's default AdamW, a loop over
+  the parameters on a CPU) and `torch_compile` (the PyTorch model compiled by `torch.compile`, fused
+  AdamW; compiled before timing).
 
 Optimizer: AdamW (betas, epsilon 1e-8, weight decay on every weight, as both frameworks' AdamW do by
 default), a linear warm-up then a cosine decay to 10% (Keras' `CosineDecay`; the same formula in
@@ -71,7 +69,7 @@ PROMPT = "The "
 WORKERS = {"keras": "Keras gpt_causal_lm", "torch": "PyTorch GPT (written here), fused AdamW",
            "lstm": "Keras rnn_language_model (LSTM)",
            # comparison rows: the library's model with Keras' own AdamW; the same with every layer through
-           # `Layer.__call__` as well (Keras' own functional call: Keras as it ships)
+           # `Layer.__call__` as well (Keras' own functional call)
            "keras_adamw": "Keras gpt_causal_lm, Keras' AdamW",
            "keras_layer_calls": "Keras gpt_causal_lm, Keras' own functional call and AdamW (the library's loss)",
            # PyTorch's other ways: its default AdamW (a loop over the parameters on a CPU), and the model

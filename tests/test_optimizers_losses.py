@@ -3,7 +3,7 @@
 Both are Keras' classes with a faster path on PyTorch: AdamW's update as PyTorch's fused kernel on
 Keras' slots, the loss's logits passed to PyTorch's cross-entropy as `(rows, classes)`. The worker below,
 run on PyTorch, compares each with Keras' own over several steps and options, and checks which path ran;
-the tests at the end check that on TensorFlow they are Keras' classes unchanged.
+the tests at the end check that on TensorFlow and JAX they train exactly as Keras' classes.
 """
 
 import textwrap
@@ -15,7 +15,7 @@ import pytest
 import keras_models
 from keras_models.losses import SparseCategoricalCrossentropy
 from keras_models.optimizers import AdamW
-from torch_worker import run_on_torch
+from torch_worker import run_on_backend, run_on_torch
 
 WORKER = textwrap.dedent("""
     import json, os, sys, tempfile
@@ -327,3 +327,31 @@ def test_on_tensorflow_they_are_keras_classes():
     assert type(restored) is AdamW and restored.get_config() == ours.optimizer.get_config()
     assert type(keras.losses.deserialize(keras.losses.serialize(ours.loss))) is SparseCategoricalCrossentropy
     assert keras_models.optimizers.AdamW is AdamW
+
+
+JAX_WORKER = textwrap.dedent("""
+    import json
+    import keras, numpy as np
+    from keras_models.losses import SparseCategoricalCrossentropy
+    from keras_models.optimizers import Adam, AdamW
+
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=16)
+    runs = []
+    for optimizer, loss in ((AdamW, SparseCategoricalCrossentropy), (keras.optimizers.AdamW,
+                                                                     keras.losses.SparseCategoricalCrossentropy),
+                            (Adam, SparseCategoricalCrossentropy), (keras.optimizers.Adam,
+                                                                    keras.losses.SparseCategoricalCrossentropy)):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        model.compile(optimizer=optimizer(1e-2, global_clipnorm=1.0), loss=loss(from_logits=True))
+        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0).history["loss"]
+        runs.append({"loss": history, "weights": [w.tolist() for w in model.get_weights()]})
+    print(json.dumps(runs))
+""")
+
+
+def test_on_jax_they_are_keras_classes():
+    ours_adamw, keras_adamw, ours_adam, keras_adam = run_on_backend(JAX_WORKER, "jax")
+    for ours, theirs in ((ours_adamw, keras_adamw), (ours_adam, keras_adam)):
+        assert ours["loss"] == theirs["loss"] and ours["weights"] == theirs["weights"]

@@ -118,7 +118,8 @@ def keras_setup(model_name, options, steps):
 
         Conv2D.build, Conv2D.call = keras.layers.Conv2D.build, keras.layers.Conv2D.call
         Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
-        Conv2DTranspose.build, Conv2DTranspose.call = keras.layers.Conv2DTranspose.build, keras.layers.Conv2DTranspose.call
+        Conv2DTranspose.build = keras.layers.Conv2DTranspose.build
+        Conv2DTranspose.call = keras.layers.Conv2DTranspose.call
         Adam._fused_update = AdamW._fused_update = lambda self, grads, variables: False  # Keras' update
         BatchNormalization.call = keras.layers.BatchNormalization.call
         MaxPooling2D.call, AveragePooling2D.call = keras.layers.MaxPooling2D.call, keras.layers.AveragePooling2D.call

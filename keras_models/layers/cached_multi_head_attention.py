@@ -179,7 +179,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         attended = self._attend(queries, keys, values, mask, attention_bias, causal_only,
                                 training)  # (batch, query_length, heads, head_dim)
         steps = query.shape[1] if query.shape[1] is not None else -1
-        output = direct.call(self.output_dense, direct.reshape(attended, (batch, steps, self.num_heads * self.head_dim)))
+        attended = direct.reshape(attended, (batch, steps, self.num_heads * self.head_dim))
+        output = direct.call(self.output_dense, attended)
         return output if cache is None else (output, new_cache)
 
     def _mask(self, queries, keys, attention_mask, causal, writing_cache, start):

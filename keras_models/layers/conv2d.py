@@ -214,8 +214,9 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         if not symmetric:
             if any(pads):
                 y = F.pad(y, pads)
-            rows, columns = ((max(0, left), y.shape[2 + axis] - max(0, right)) for axis, (left, right) in enumerate(crops))
-            y = y[:, :, rows[0]:rows[1], columns[0]:columns[1]]
+            (top, bottom), (left, right) = ((max(0, before), y.shape[2 + axis] - max(0, after))
+                                            for axis, (before, after) in enumerate(crops))
+            y = y[:, :, top:bottom, left:right]
         if bias is not None and inside is None:
             y = y + bias.reshape(1, -1, 1, 1)
         y = y.permute(0, 2, 3, 1) if channels_last else y

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_models.layers.batch_normalization import _as
+
 _PACKAGE = "keras_models"
 
 
@@ -24,6 +26,23 @@ def eager_torch() -> bool:
     import torch
 
     return not torch.compiler.is_compiling()
+
+
+def _pytorch_order(kernel, data_format):
+    """Lays out the memory of a `(h, w, a, b)` kernel tensor in place in PyTorch's order for its weights,
+    keeping its shape: `(b, h, w, a)` for channels-last data (PyTorch's channels-last weights), `(b, a, h,
+    w)` for channels-first. For a convolution `a, b` are in and out; for a transposed one, out and in."""
+    order = (3, 0, 1, 2) if data_format == "channels_last" else (3, 2, 0, 1)
+    _restride(kernel, _strides(kernel.shape, order))
+
+
+def _torch_operands(inputs, kernel, bias, data_format):
+    """The activations as `(batch, channels, h, w)`, the `(h, w, a, b)` kernel as `(b, a, h, w)` and the
+    bias (or None), as views where the dtypes agree, in the activations' dtype."""
+    x = ops.convert_to_tensor(inputs)
+    x = x.permute(0, 3, 1, 2) if data_format == "channels_last" else x  # a view, in channels-last memory
+    w = _as(ops.convert_to_tensor(kernel).permute(3, 2, 0, 1), x.dtype)
+    return x, w, None if bias is None else _as(ops.convert_to_tensor(bias), x.dtype)
 
 
 def _strides(shape, order):
@@ -112,10 +131,7 @@ class Conv2D(keras.layers.Conv2D):
     def build(self, input_shape):
         super().build(input_shape)
         if keras.backend.backend() == "torch":
-            # (h, w, in, out) stored out-major: channels-last (out, h, w, in) or channels-first (out, in, h, w).
-            kernel = self._kernel.value
-            order = (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1)
-            _restride(kernel, _strides(kernel.shape, order))
+            _pytorch_order(self._kernel.value, self.data_format)  # (h, w, in, out) stored out-major
 
     def call(self, inputs):
         if not eager_torch():
@@ -143,14 +159,7 @@ class Conv2D(keras.layers.Conv2D):
         import torch.nn.functional as F
 
         channels_last = self.data_format == "channels_last"
-        x = ops.convert_to_tensor(inputs)
-        x = x.permute(0, 3, 1, 2) if channels_last else x  # (b, c, h, w); a view in channels-last memory
-        w = ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (out, in, h, w); a view of the variable
-        if w.dtype != x.dtype:
-            w = w.to(x.dtype)
-        if bias is not None:
-            bias = ops.convert_to_tensor(bias)
-            bias = bias if bias.dtype == x.dtype else bias.to(x.dtype)
+        x, w, bias = _torch_operands(inputs, kernel, bias, self.data_format)  # w: (out, in, h, w)
         padding = extra
         if self.padding == "same":
             rows = _same_padding(x.shape[2] + 2 * extra[0], w.shape[2], self.strides[0], self.dilation_rate[0])
@@ -182,9 +191,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     def build(self, input_shape):
         super().build(input_shape)
         if keras.backend.backend() == "torch":
-            kernel = self.kernel.value  # (h, w, out, in), stored in-major
-            order = (3, 0, 1, 2) if self.data_format == "channels_last" else (3, 2, 0, 1)
-            _restride(kernel, _strides(kernel.shape, order))
+            _pytorch_order(self.kernel.value, self.data_format)  # (h, w, out, in) stored in-major
 
     def call(self, inputs):
         if not eager_torch():
@@ -193,15 +200,8 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         from keras.src.backend.common.backend_utils import compute_conv_transpose_output_crops_for_torch
 
         channels_last = self.data_format == "channels_last"
-        x = ops.convert_to_tensor(inputs)
-        x = x.permute(0, 3, 1, 2) if channels_last else x  # (b, c, h, w); a view
-        w = ops.convert_to_tensor(self.kernel).permute(3, 2, 0, 1)  # (in, out, h, w); a view of the variable
-        if w.dtype != x.dtype:
-            w = w.to(x.dtype)
-        bias = None
-        if self.use_bias:
-            bias = ops.convert_to_tensor(self.bias)
-            bias = bias if bias.dtype == x.dtype else bias.to(x.dtype)
+        x, w, bias = _torch_operands(inputs, self.kernel, self.bias if self.use_bias else None,
+                                     self.data_format)  # w: (in, out, h, w)
         # Keras' output is PyTorch's unpadded one cropped by (left, right) per axis (negative: zeros added).
         crops = compute_conv_transpose_output_crops_for_torch(
             input_shape=tuple(x.shape), kernel_shape=tuple(self.kernel.shape), strides=self.strides,

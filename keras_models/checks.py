@@ -189,6 +189,13 @@ class CheckedModel(keras.Model):
         check_training_data(self, x, y)
         return super().evaluate(x, y, *args, **kwargs)
 
+    def __call__(self, *args, **kwargs):
+        from keras_models import eager_step
+
+        # Eagerly on PyTorch the outermost call runs the plan without `Layer.__call__` (`eager_step.call`).
+        outputs = eager_step.call(self, args, kwargs)
+        return super().__call__(*args, **kwargs) if outputs is eager_step.KERAS else outputs
+
     def call(self, inputs, training=None, mask=None, **kwargs):
         from keras_models.layers.conv2d import eager_torch
 
@@ -218,7 +225,13 @@ class CheckedModel(keras.Model):
         return super().make_train_function(force=force)
 
     def train_step(self, *args, **kwargs):
+        from keras_models import eager_step
+
         self._match_optimizer_layout()
+        if len(args) == 1 and not kwargs:  # eagerly on PyTorch, Keras' step with less per-step work
+            logs = eager_step.train_step(self, args[0])
+            if logs is not eager_step.KERAS:
+                return logs
         return super().train_step(*args, **kwargs)
 
 

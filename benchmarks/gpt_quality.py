@@ -28,8 +28,8 @@ a tenth), trained for 150 steps (its recipe takes 2,000: `--steps 2000`):
   the two runs differ only in the frameworks' arithmetic; `--torch-init own` draws its own N(0, 0.02)
   weights instead.
 - For timing (`--timing`), the other ways each framework trains the same model: `keras_adamw` (the
-  library's model with Keras' own AdamW), `keras_layer_calls` (Keras' own functional call and AdamW:
-  Keras as it ships, but for the library's loss), `torch_default` (PyTorch's default AdamW, a loop over
+  library's model with Keras' own AdamW), `keras_layer_calls` (Keras' own functional call, training
+  step and AdamW: Keras as it ships, but for the library's loss), `torch_default` (PyTorch's default AdamW, a loop over
   the parameters on a CPU) and `torch_compile` (the PyTorch model compiled by `torch.compile`, fused
   AdamW; compiled before timing).
 
@@ -71,7 +71,7 @@ WORKERS = {"keras": "Keras gpt_causal_lm", "torch": "PyTorch GPT (written here),
            # comparison rows: the library's model with Keras' own AdamW; the same with every layer through
            # `Layer.__call__` as well (Keras' own functional call)
            "keras_adamw": "Keras gpt_causal_lm, Keras' AdamW",
-           "keras_layer_calls": "Keras gpt_causal_lm, Keras' own functional call and AdamW (the library's loss)",
+           "keras_layer_calls": "Keras gpt_causal_lm, Keras' own functional call, step and AdamW (the library's loss)",
            # PyTorch's other ways: its default AdamW (a loop over the parameters on a CPU), and the model
            # compiled by `torch.compile` with the fused AdamW
            "torch_default": "PyTorch GPT, default AdamW", "torch_compile": "PyTorch GPT, torch.compile, fused AdamW"}
@@ -423,9 +423,10 @@ def worker(kind, config_path):
         runner = TorchWorker(kind, config, data, initial)
     else:
         if kind == "keras_layer_calls":
-            from keras_models import graph_runner
+            from keras_models import eager_step, graph_runner
 
             graph_runner.plan = lambda model: None
+            eager_step.train_step = lambda model, data: eager_step.KERAS
         runner = KerasWorker(kind, config, data)
         if kind in KERAS_KINDS:  # the same seeded weights; the PyTorch model starts from them
             np.savez(config["initial_weights_out"], **runner.initial_weights())

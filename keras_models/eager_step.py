@@ -1,7 +1,7 @@
 """`CheckedModel`'s call and training step eagerly on PyTorch, with less of Keras' per-call work.
 
 Eagerly on PyTorch Keras does in every step what the other backends do once, while tracing. Two parts of
-it cost a small GPT on a CPU about a millisecond a step (BENCHMARKS.md, "GPT on real text"):
+it cost a small GPT on a CPU about 2 ms of a 45 ms step (BENCHMARKS.md, "GPT on real text"):
 
 - `call(model, args, kwargs)`: a model's outermost call. `Layer.__call__` converts and checks the
   arguments, resolves `training`, clears every layer's added losses, propagates masks and enters name
@@ -13,10 +13,10 @@ it cost a small GPT on a CPU about a millisecond a step (BENCHMARKS.md, "GPT on 
   nested or stateless call, an autocast scope, PyTorch module hooks, losses left from an earlier call, a
   model that computes its own `call`) returns `KERAS` and takes Keras' path.
 - `train_step(model, data)`: Keras' PyTorch training step (forward, loss, loss tracker, backward, one
-  optimizer update, metrics) with the model's trainable weights collected once where Keras collects
-  them twice and walks PyTorch's modules once more to drop the gradients, and the loss tracker's
-  running sums updated in place. Returns `KERAS`
-  where Keras' own step is needed (no trainable weights or no optimizer, a stateless scope).
+  optimizer update, metrics, in Keras' order) with the model's trainable weights collected once where
+  Keras' step collects them twice and walks PyTorch's modules once more to drop the gradients, and the
+  loss tracker's running sums updated in place. Returns `KERAS` where Keras' own step is needed (no
+  trainable weights or no optimizer, a stateless scope).
 
 Both are used only eagerly on PyTorch, outside `torch.compile`; everywhere else the model is Keras'.
 """

@@ -14,7 +14,6 @@ import pytest
 
 import keras_models
 from keras_models.losses import SparseCategoricalCrossentropy
-from keras_models.optimizers import AdamW
 from torch_worker import run_on_backend, run_on_torch
 
 WORKER = textwrap.dedent("""
@@ -306,17 +305,19 @@ def test_loss_rejects_mismatched_shapes_as_keras_does(torch_result):
     assert ours == theirs == "ValueError"
 
 
-def test_on_tensorflow_they_are_keras_classes():
+@pytest.mark.parametrize("name, kwargs", [("AdamW", dict(learning_rate=1e-2, global_clipnorm=1.0)),
+                                          ("SGD", dict(learning_rate=5e-2, momentum=0.9, nesterov=True))])
+def test_on_tensorflow_they_are_keras_classes(name, kwargs):
     assert keras.backend.backend() == "tensorflow"
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
     y = np.random.default_rng(1).integers(0, 3, size=16)
+    ours_class = getattr(keras_models.optimizers, name)
     models = []
-    for cls in (AdamW, keras.optimizers.AdamW):
+    for cls, loss in ((ours_class, SparseCategoricalCrossentropy),
+                      (getattr(keras.optimizers, name), keras.losses.SparseCategoricalCrossentropy)):
         keras.utils.set_random_seed(1)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-        model.compile(optimizer=cls(1e-2, global_clipnorm=1.0),
-                      loss=(SparseCategoricalCrossentropy if cls is AdamW
-                            else keras.losses.SparseCategoricalCrossentropy)(from_logits=True))
+        model.compile(optimizer=cls(**kwargs), loss=loss(from_logits=True))
         models.append((model, model.fit(x, y, batch_size=4, epochs=2, verbose=0).history["loss"]))
     (ours, ours_loss), (theirs, their_loss) = models
     assert ours_loss == their_loss
@@ -324,9 +325,8 @@ def test_on_tensorflow_they_are_keras_classes():
         np.testing.assert_array_equal(a, b)
     config = keras.optimizers.serialize(ours.optimizer)
     restored = keras.optimizers.deserialize(config)
-    assert type(restored) is AdamW and restored.get_config() == ours.optimizer.get_config()
+    assert type(restored) is ours_class and restored.get_config() == ours.optimizer.get_config()
     assert type(keras.losses.deserialize(keras.losses.serialize(ours.loss))) is SparseCategoricalCrossentropy
-    assert keras_models.optimizers.AdamW is AdamW
 
 
 JAX_WORKER = textwrap.dedent("""

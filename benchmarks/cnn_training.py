@@ -105,37 +105,32 @@ def keras_setup(model_name, options, steps):
 
     import keras_models
 
-    if options.get("keras_layers"):
-        # The comparison row: the builders' convolutions, batch normalizations and poolings as Keras' own
-        # layers, the library's PyTorch paths switched off (the variables then keep Keras' memory layout),
-        # each layer through `Layer.__call__`: Keras 3.15 as it is.
-        from keras_models import graph_runner
-        from keras_models.layers.batch_normalization import BatchNormalization
-        from keras_models.layers.conv2d import Conv2D
-        from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
+    if options.get("keras_layers") or options.get("layer_calls"):
+        # The comparison rows: Keras' own functional call and training step, each layer through
+        # `Layer.__call__`.
+        from keras_models import eager_step, graph_runner
 
+        graph_runner.plan = lambda model: None
+        eager_step.train_step = lambda model, data: eager_step.KERAS
+    if options.get("keras_layers"):
+        # The builders' convolutions, batch normalizations and poolings as Keras' own layers and Keras'
+        # optimizer updates as well, the library's PyTorch paths switched off (the variables then keep
+        # Keras' memory layout): Keras 3.15 as it is.
         from keras.src.backend.torch.optimizers.torch_sgd import SGD as KerasTorchSGD
 
-        from keras_models import eager_step, optimizers
-        from keras_models.layers.conv2d import Conv2DTranspose
-        from keras_models.optimizers import Adam, AdamW
+        from keras_models import optimizers
+        from keras_models.layers.batch_normalization import BatchNormalization
+        from keras_models.layers.conv2d import Conv2D, Conv2DTranspose
+        from keras_models.layers.pooling import AveragePooling2D, MaxPooling2D
 
         Conv2D.build, Conv2D.call = keras.layers.Conv2D.build, keras.layers.Conv2D.call
         Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
         Conv2DTranspose.build = keras.layers.Conv2DTranspose.build
         Conv2DTranspose.call = keras.layers.Conv2DTranspose.call
-        Adam._fused_update = AdamW._fused_update = lambda self, grads, variables: False  # Keras' update
+        optimizers.Adam._fused_update = optimizers.AdamW._fused_update = lambda self, grads, variables: False
         optimizers._PerVariableUpdate._parallel_update_step = KerasTorchSGD._parallel_update_step
-        eager_step.train_step = lambda model, data: eager_step.KERAS  # Keras' training step
         BatchNormalization.call = keras.layers.BatchNormalization.call
         MaxPooling2D.call, AveragePooling2D.call = keras.layers.MaxPooling2D.call, keras.layers.AveragePooling2D.call
-        graph_runner.plan = lambda model: None
-    if options.get("layer_calls"):
-        # The comparison row: Keras' own functional call and training step, each layer through `Layer.__call__`.
-        from keras_models import eager_step, graph_runner
-
-        graph_runner.plan = lambda model: None
-        eager_step.train_step = lambda model, data: eager_step.KERAS
     batch = MODELS[model_name]["batch"]
     rng = np.random.default_rng(0)
     jit = options["jit_compile"]

@@ -14,6 +14,7 @@ import pytest
 
 import keras_models
 from keras_models.losses import SparseCategoricalCrossentropy
+from keras_models.optimizers import cosine_decay_at
 from torch_worker import run_on_backend, run_on_torch
 
 WORKER = textwrap.dedent("""
@@ -77,6 +78,31 @@ WORKER = textwrap.dedent("""
                          "iterations": [int(ours.iterations), int(theirs.iterations)],
                          "kernel_calls": kernel_calls[0]}
     result["updates"] = updates
+
+    # Keras' CosineDecay is evaluated on the host by the fused update; a subclass of it is Keras' own.
+    schedule_calls, keras_schedule = {}, keras.optimizers.schedules.CosineDecay.__call__
+
+    def counted_schedule(self, step):
+        schedule_calls["count"] += 1
+        return keras_schedule(self, step)
+
+    class Subclass(keras.optimizers.schedules.CosineDecay):
+        pass
+
+    keras.optimizers.schedules.CosineDecay.__call__ = counted_schedule
+    for name, cls in (("cosine", keras.optimizers.schedules.CosineDecay), ("subclass", Subclass)):
+        model, optimizer = network(5), AdamW(learning_rate=cls(1e-2, 10, warmup_target=2e-2, warmup_steps=2))
+        schedule_calls["count"], kernel_calls[0] = 0, 0
+        for _ in range(3):
+            with torch.no_grad():
+                optimizer.apply([torch.ones(v.shape) for v in model.trainable_variables], model.trainable_variables)
+        schedule_calls[name] = [schedule_calls["count"], kernel_calls[0]]
+    keras.optimizers.schedules.CosineDecay.__call__ = keras_schedule
+    del schedule_calls["count"]
+    result["schedule_calls"] = schedule_calls
+    cosine = keras.optimizers.schedules.CosineDecay(0.0, 150, alpha=0.1, warmup_target=1e-3, warmup_steps=15)
+    result["schedule_gap"] = max(abs(keras_models.optimizers.cosine_decay_at(cosine, step) - float(cosine(step)))
+                                 for step in range(200)) / 1e-3
 
     # The gradients are read, not changed; a NaN gradient poisons every weight, as in Keras.
     kept = []
@@ -238,6 +264,36 @@ def test_fused_adamw_is_keras_adamw_on_torch(torch_result, name):
     # Float32 rounding of the same update over 12 steps, with the clipping both on and off.
     assert run["weights"] <= 1e-5 and run["slots"] <= 1e-5
     assert run["iterations"] == [12, 12]
+
+
+def test_cosine_decay_is_read_on_the_host_by_the_fused_update(torch_result):
+    # [schedule calls in Keras operators, fused kernel calls] over three updates
+    assert torch_result["schedule_calls"] == {"cosine": [0, 3], "subclass": [3, 3]}
+    # the host's rates against Keras' operators on PyTorch, over the warm-up, the decay and past its end
+    assert torch_result["schedule_gap"] <= 1e-6
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(initial_learning_rate=0.0, decay_steps=150, alpha=0.1, warmup_target=1e-3, warmup_steps=15),
+    dict(initial_learning_rate=3e-4, decay_steps=1000),
+    dict(initial_learning_rate=1e-2, decay_steps=7, alpha=0.3, warmup_target=2e-2, warmup_steps=0),
+    dict(initial_learning_rate=6e-4, decay_steps=500, alpha=0.1, warmup_target=6e-4, warmup_steps=70),
+    dict(initial_learning_rate=5.0, decay_steps=3, warmup_target=1, warmup_steps=4)])
+def test_cosine_decay_at_is_keras_schedule(kwargs):
+    schedule = keras.optimizers.schedules.CosineDecay(**kwargs)
+    steps = range(kwargs["decay_steps"] + kwargs.get("warmup_steps", 0) + 10)  # past the end: held
+    ours = np.array([cosine_decay_at(schedule, step) for step in steps])
+    theirs = np.array([float(schedule(step)) for step in steps])
+    peak = max(kwargs["initial_learning_rate"], kwargs.get("warmup_target") or 0)
+    # Keras' float32 operators on this backend; the cosine's last bit may differ
+    assert np.abs(ours - theirs).max() <= 1e-6 * peak
+    assert len(set(ours[-10:])) == 1
+
+
+def test_cosine_decay_at_declines_what_is_not_a_number():
+    # a variable, or an integer rate (Keras computes the schedule in the integer's dtype)
+    for rate in (keras.Variable(1e-3), 1):
+        assert cosine_decay_at(keras.optimizers.schedules.CosineDecay(rate, 10), 3) is None
 
 
 @pytest.mark.parametrize("name", ["amsgrad", "clipnorm", "ema", "accumulation"])
